@@ -1,0 +1,1 @@
+"""Dataset specs, loading, validation, versioning, download and synthesis."""
