@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data/raw"), description="Folder that holds the datasets' files.")
     spec_dir: Path = Field(default=_DEFAULT_SPEC_DIR, description="Folder of dataset spec YAML files.")
     extra_spec_dirs: list[Path] = Field(default_factory=list, description="Institutions' own spec folders.")
-    tracking_uri: str | None = Field(default=None, description="MLflow tracking URI (falls back to MLFLOW_TRACKING_URI).")
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI (falls back to MLFLOW_TRACKING_URI)."
+    )
     registry_uri: str | None = None
     experiment_prefix: str = "retain"
     seed: int = 42

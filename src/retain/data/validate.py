@@ -107,7 +107,7 @@ class ValidationReport:
 
 def _row_numbers(mask: pd.Series) -> tuple[tuple[int, ...], int]:
     positions = np.flatnonzero(mask.to_numpy())
-    return tuple(int(p) + 1 for p in positions[:_MAX_ROWS_SHOWN]), int(len(positions))
+    return tuple(int(p) + 1 for p in positions[:_MAX_ROWS_SHOWN]), len(positions)
 
 
 def _is_missing(values: pd.Series) -> pd.Series:
@@ -147,7 +147,9 @@ def _coerce_column(raw: pd.Series, col: Column, issues: list[Issue]) -> pd.Serie
                 issues.append(Issue(col.name, "unknown code", _expected_codes(col), rows, n, examples))
                 codes = codes.where(~unknown, other=np.nan)
         return codes.astype(object)
-    numbers = pd.to_numeric(raw if pd.api.types.is_numeric_dtype(raw) else raw.astype(str).str.strip(), errors="coerce")
+    numbers = pd.to_numeric(
+        raw if pd.api.types.is_numeric_dtype(raw) else raw.astype(str).str.strip(), errors="coerce"
+    )
     bad = ~missing & numbers.isna()
     if bad.any():
         rows, n = _row_numbers(bad)
@@ -204,7 +206,9 @@ def _pandera_issues(typed: pd.DataFrame, spec: DatasetSpec, columns: list[str]) 
             expected = "a value (this column may not be empty)" if problem == "missing value" else str(check)
             examples = tuple(str(v) for v in group["failure_case"].dropna().astype(str).unique()[:5])
             issues.append(
-                Issue(str(column), problem, expected, tuple(rows_all[:_MAX_ROWS_SHOWN]), len(rows_all), examples)
+                Issue(
+                    str(column), problem, expected, tuple(rows_all[:_MAX_ROWS_SHOWN]), len(rows_all), examples
+                )
             )
         return issues
     return []
@@ -243,7 +247,12 @@ def validate_frame(
     extra = [c for c in frame.columns if c not in known]
     if extra:
         report.issues.append(
-            Issue(", ".join(map(str, extra[:10])), "column not in the spec (ignored)", "spec columns only", severity="warning")
+            Issue(
+                ", ".join(map(str, extra[:10])),
+                "column not in the spec (ignored)",
+                "spec columns only",
+                severity="warning",
+            )
         )
     present = [c.name for c in spec.columns if c.name in frame.columns]
     typed = pd.DataFrame(index=frame.index)

@@ -1,0 +1,61 @@
+# Retain: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= $(if $(wildcard ../shared/data/dropout_academic_success.csv),$(abspath ../shared/data),$(CURDIR)/data/raw)
+export RETAIN_DATA_DIR ?= $(DATA_DIR)
+export MLFLOW_DISABLE_TELEMETRY := true
+export PYTHONHASHSEED := 0
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/activate:
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml requirements.lock
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed ## Create the virtual environment and install Retain with dev tools
+
+demo: install ## The main job: train and register every model (example or synthetic data), print a summary
+	$(BIN)/retain demo
+
+lint: install ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy src
+
+test: lint ## Lint, type-check and run the test suite (what CI runs)
+	$(BIN)/pytest -q
+
+test-fast: install ## Unit tests only
+	$(BIN)/pytest -q tests/unit
+
+train-all: install ## Train every bundled dataset, task and stage with the tuned parameters
+	$(BIN)/retain train --all
+
+tune: install ## Optuna search for every model (slow; writes configs/params.yaml)
+	for d in dropout exam_scores secondary_math secondary_portuguese; do $(BIN)/retain tune --dataset $$d --trials 60; done
+
+bench: install ## Benchmarks (prints what they measure)
+	$(BIN)/python benchmarks/train_all.py
+
+lock: install ## Refresh the constraints file from the environment
+	$(BIN)/pip list --format=freeze --exclude-editable | grep -vE '^(retain|pip|setuptools|wheel)==' > requirements.lock.new
+	{ echo '# Constraints for reproducible installs: pip install -c requirements.lock -e ".[dev]" (regenerate: make lock)'; cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
+
+format: install ## Apply ruff formatting and fixes
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean: ## Remove caches and local state (.retain)
+	rm -rf .retain .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install demo lint test test-fast train-all tune bench lock format clean

@@ -1,0 +1,446 @@
+"""The ``retain`` command line: thin commands that parse, call the library and print.
+
+Machine output: ``--json`` prints exactly one JSON object on stdout; progress and logs go to
+stderr. Bad input ends with a readable message and exit code 2, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Retain: student early-warning models, from data to predictions.", no_args_is_help=True
+)
+data_app = typer.Typer(help="Datasets: list, show, validate, download, synthesise.", no_args_is_help=True)
+models_app = typer.Typer(help="Registered models: list, promote, roll back.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("mlflow", "alembic", "optuna", "urllib3", "git"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _friendly_errors() -> Iterator[None]:
+    """Turn the library's expected errors into a message and exit code 2."""
+    from retain.data.download import DownloadError
+    from retain.data.load import DataError
+    from retain.data.spec import SpecError
+    from retain.data.validate import DataValidationError
+    from retain.training.fit import TrainingError
+
+    try:
+        yield
+    except DataValidationError as exc:
+        _fail(f"the data does not match the spec\n{exc.report.summary()}")
+    except (SpecError, DataError, TrainingError, DownloadError, LookupError, FileNotFoundError) as exc:
+        _fail(str(exc))
+
+
+def _progress() -> Callable[[str], None]:
+    started = time.perf_counter()
+
+    def say(message: str) -> None:
+        err.print(f"[dim]{time.perf_counter() - started:7.1f}s[/] {message}", highlight=False)
+
+    return say
+
+
+def _json_default(value: object) -> object:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _print_json(payload: object) -> None:
+    sys.stdout.write(json.dumps(_clean(payload), default=_json_default, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the datasets whose spec is known, with tasks, stages and data presence."""
+    from retain.data.load import dataset_path
+    from retain.data.spec import list_specs, load_spec
+
+    table = Table("dataset", "title", "tasks", "stages", "data file")
+    with _friendly_errors():
+        for name in list_specs():
+            spec = load_spec(name)
+            path = dataset_path(spec)
+            table.add_row(
+                name,
+                spec.title,
+                ", ".join(t.name for t in spec.tasks),
+                ", ".join(spec.stages),
+                str(path) if path.exists() else f"missing ({path})",
+            )
+    out.print(table)
+
+
+@data_app.command("show")
+def data_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a dataset spec: columns, codes, tasks and the features of each stage."""
+    from retain.data.spec import load_spec
+
+    with _friendly_errors():
+        spec = load_spec(name)
+    if as_json:
+        _print_json(spec.model_dump(mode="json"))
+        return
+    out.print(f"[bold]{spec.title}[/] ({spec.name}); source: {spec.source.homepage or spec.source.url}")
+    table = Table("column", "source header", "type", "stage", "roles")
+    for col in spec.columns:
+        roles = [r for r, on in (("protected", col.protected), ("actionable", col.actionable)) if on]
+        if col.role != "feature":
+            roles.insert(0, col.role)
+        table.add_row(col.name, col.header, col.type.value, col.stage or "", ", ".join(roles))
+    out.print(table)
+    for task in spec.tasks:
+        out.print(
+            f"[bold]task {task.name}[/] ({task.type.value}, metric {task.primary_metric}): {task.description}"
+        )
+        for stage in task.stages:
+            out.print(f"  {stage}: {len(spec.features(task, stage))} features")
+
+
+@data_app.command("validate")
+def data_validate(
+    name: str,
+    file: Path,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Validate FILE against the dataset spec NAME; exit 1 when it has errors."""
+    from retain.data.load import canonicalize, ensure_student_id, read_table
+    from retain.data.spec import load_spec
+    from retain.data.validate import validate_frame
+
+    with _friendly_errors():
+        spec = load_spec(name)
+        frame = ensure_student_id(canonicalize(read_table(file), spec), spec)
+        _, report = validate_frame(frame, spec)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        (out if report.ok else err).print(report.summary(), highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("download")
+def data_download(
+    name: str,
+    dest: Annotated[Path | None, typer.Option(help="Folder to write to (default: RETAIN_DATA_DIR).")] = None,
+    url: Annotated[str | None, typer.Option(help="Override the spec's source URL (e.g. a mirror).")] = None,
+) -> None:
+    """Download a dataset from its official public source into the data folder."""
+    from retain.data.download import download
+    from retain.data.spec import load_spec
+    from retain.settings import get_settings
+
+    with _friendly_errors():
+        spec = load_spec(name)
+        path = download(spec, dest or get_settings().data_dir, url=url)
+    out.print(f"wrote {path}")
+
+
+@data_app.command("synth")
+def data_synth(
+    name: str,
+    rows: Annotated[int, typer.Option(min=1, help="Number of synthetic students.")] = 1000,
+    output: Annotated[Path | None, typer.Option(help="CSV or Parquet file (default: data folder).")] = None,
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Generate realistic synthetic students from a spec (no real data needed)."""
+    from retain.data.spec import load_spec
+    from retain.data.synth import synthesize_to_file
+    from retain.settings import get_settings
+
+    with _friendly_errors():
+        spec = load_spec(name)
+        target = output or get_settings().data_dir / spec.source.file
+        synthesize_to_file(spec, rows, target, seed=seed)
+    out.print(f"wrote {rows} synthetic rows to {target}")
+
+
+# ----------------------------------------------------------------------------- train / tune
+
+
+def _results_table(results: list[Any]) -> Table:
+    table = Table("model", "kind", "rows", "primary (test)", "key test metrics", "version", "champion", "s")
+    for r in results:
+        from retain.data.spec import load_spec
+
+        task = load_spec(r.dataset).task(r.task)
+        test = {k: v["value"] for k, v in r.test_metrics.items()}
+        keys = ["roc_auc", "macro_f1", "accuracy", "ece"] if task.is_classification else ["rmse", "mae", "r2"]
+        shown = ", ".join(f"{k} {test[k]:.3f}" for k in keys if k in test)
+        primary = test.get(task.primary_metric, float("nan"))
+        promoted = "" if r.decision is None else ("yes" if r.decision.promote else "kept")
+        table.add_row(
+            r.model_name,
+            r.kind,
+            f"{r.n_train}+{r.n_test}",
+            f"{task.primary_metric} {primary:.3f}",
+            shown,
+            str(r.version or ""),
+            promoted,
+            f"{r.seconds:.0f}",
+        )
+    return table
+
+
+@app.command()
+def train(
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (see `retain data list`).")] = None,
+    task: Annotated[str | None, typer.Option(help="Task (default: every task).")] = None,
+    stage: Annotated[str | None, typer.Option(help="Stage (default: every stage).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every bundled dataset, task and stage.")] = False,
+    trials: Annotated[
+        int, typer.Option(help="Run an Optuna search of N trials first (0: reuse tuned params).")
+    ] = 0,
+    timeout: Annotated[float | None, typer.Option(help="Time budget of the search in seconds.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Train on this file instead of the data folder.")] = None,
+    baselines: Annotated[
+        str, typer.Option(help="Comma-separated baselines to cross-validate.")
+    ] = "majority,linear",
+    kind: Annotated[
+        str | None, typer.Option(help="Force a model family (lightgbm, xgboost, forest, linear).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Train, evaluate on held-out rows, register, and promote through the gate."""
+    _quiet_libraries()
+    from retain.training.train import TrainOptions, train_all
+    from retain.training.train import train as run_train
+
+    if not all_ and dataset is None:
+        _fail("give --dataset NAME or --all")
+    options = TrainOptions(baselines=tuple(b for b in baselines.split(",") if b), data_path=data, kind=kind)
+    say = _progress()
+    with _friendly_errors():
+        if trials > 0 or timeout:
+            from retain.training.tune import tune_many
+
+            tune_many(dataset, task, stage, trials=trials or 50, timeout=timeout, save=True, progress=say)
+        results = (
+            train_all(options, progress=say)
+            if all_
+            else run_train(dataset or "", task, stage, options, progress=say)
+        )
+    if as_json:
+        _print_json({"models": [r.summary() for r in results]})
+    else:
+        out.print(_results_table(results))
+
+
+@app.command()
+def tune(
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+    task: Annotated[str | None, typer.Option()] = None,
+    stage: Annotated[str | None, typer.Option()] = None,
+    trials: Annotated[int, typer.Option(help="Number of Optuna trials per model.")] = 50,
+    timeout: Annotated[float | None, typer.Option(help="Seconds per model.")] = None,
+    kinds: Annotated[str, typer.Option(help="Model families to search.")] = "lightgbm",
+    save: Annotated[bool, typer.Option(help="Write the best parameters to configs/params.yaml.")] = True,
+) -> None:
+    """Search hyperparameters with Optuna (cross-validated, pruned) and keep the best in the repo."""
+    _quiet_libraries()
+    from retain.training.tune import tune_many
+
+    with _friendly_errors():
+        results = tune_many(
+            dataset,
+            task,
+            stage,
+            trials=trials,
+            timeout=timeout,
+            kinds=tuple(kinds.split(",")),
+            save=save,
+            progress=_progress(),
+        )
+    table = Table("model", "kind", "metric", "best CV", "trials")
+    for name, tuned in results.items():
+        table.add_row(name, tuned.kind, tuned.metric or "", f"{tuned.cv_score:.4f}", str(tuned.trials))
+    out.print(table)
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[str, typer.Option()],
+    task: Annotated[str, typer.Option()],
+    stage: Annotated[str, typer.Option()],
+    data: Annotated[Path, typer.Option(help="A labelled CSV or Parquet file.")],
+    model: Annotated[str, typer.Option(help="Alias or version of the registered model.")] = "champion",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The registered model's metrics on a labelled file the model never saw."""
+    _quiet_libraries()
+    from retain.evaluation.evaluate import evaluate_model
+    from retain.predictor import Predictor
+    from retain.training.fit import encode_target
+
+    with _friendly_errors():
+        predictor = Predictor.from_registry(dataset, task, stage, model)
+        spec = predictor.spec
+        t = spec.task(task)
+        from retain.data.load import canonicalize, ensure_student_id, read_table
+        from retain.data.validate import validate_frame
+
+        frame = ensure_student_id(canonicalize(read_table(data), spec), spec)
+        typed, report = validate_frame(frame, spec, required=[*predictor.features, t.target])
+        report.raise_for_errors()
+        y = encode_target(typed, t)
+        metrics = evaluate_model(predictor.model, t, typed, y)
+    payload = {
+        "model_name": predictor.model_name,
+        "model_version": predictor.version,
+        **metrics,
+    }
+    if as_json:
+        _print_json(payload)
+        return
+    table = Table("metric", "value")
+    for key, value in payload.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
+@app.command()
+def predict(
+    dataset: Annotated[str, typer.Option()],
+    task: Annotated[str, typer.Option()],
+    stage: Annotated[str, typer.Option()],
+    input: Annotated[Path, typer.Option("--input", help="CSV or Parquet of students.")],
+    output: Annotated[Path, typer.Option("--output", help="CSV or Parquet to write.")],
+    model: Annotated[str, typer.Option(help="Alias or version.")] = "champion",
+) -> None:
+    """Score a file with the registered model; writes the documented output schema."""
+    _quiet_libraries()
+    from retain.batch.score import score
+    from retain.predictor import Predictor
+
+    with _friendly_errors():
+        predictor = Predictor.from_registry(dataset, task, stage, model)
+        result = score(predictor, input, output)
+    counts = result["risk_band"].value_counts().to_dict()
+    err.print(f"scored {len(result)} students with {predictor.model_name} v{predictor.version}: {counts}")
+    out.print(f"wrote {output}")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@models_app.command("list")
+def models_list(
+    name: Annotated[str | None, typer.Argument(help="Only names starting with this.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Registered models, versions, aliases and held-out metrics."""
+    _quiet_libraries()
+    from retain.training import registry
+
+    registry.configure()
+    versions = registry.list_versions(name)
+    if as_json:
+        _print_json({"versions": [v.__dict__ for v in versions]})
+        return
+    table = Table("model", "version", "aliases", "held-out metrics")
+    for v in versions:
+        keys = ["test_roc_auc", "test_macro_f1", "test_accuracy", "test_rmse", "test_r2"]
+        shown = ", ".join(f"{k[5:]} {v.metrics[k]:.3f}" for k in keys if k in v.metrics)
+        table.add_row(v.name, str(v.version), ", ".join(v.aliases), shown)
+    out.print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    name: str,
+    version: int,
+    force: Annotated[bool, typer.Option(help="Skip the gate (an audited override).")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why the override (required with --force).")] = None,
+) -> None:
+    """Make VERSION the champion of NAME if it beats the champion on the same held-out data."""
+    _quiet_libraries()
+    from retain.training.promote import promote
+
+    with _friendly_errors():
+        decision = promote(name, version, force=force, reason=reason)
+    (out if decision.promote else err).print(decision.reason)
+    if not decision.promote:
+        raise typer.Exit(1)
+
+
+@models_app.command("rollback")
+def models_rollback(name: str) -> None:
+    """Move the champion alias back to the previous champion."""
+    _quiet_libraries()
+    from retain.training import registry
+
+    registry.configure()
+    with _friendly_errors():
+        version = registry.rollback(name)
+    out.print(f"{name}: champion is now version {version}")
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(help="Synthetic rows per dataset when no data is present.")] = 2000,
+) -> None:
+    """Train what is not trained yet (synthetic data where none is present) and summarise."""
+    _quiet_libraries()
+    from retain.demo import run_demo
+
+    with _friendly_errors():
+        summary = run_demo(rows=rows, progress=_progress())
+    table = Table("model", "version", "data", "held-out metrics")
+    for row in summary:
+        table.add_row(row["model"], str(row["version"]), row["data"], row["metrics"])
+    out.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,1 @@
+"""Model families, cross-validated fitting, tuning, training runs and the registry."""
