@@ -98,16 +98,27 @@ def _print_json(payload: object) -> None:
 
 
 @data_app.command("list")
-def data_list() -> None:
+def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the datasets whose spec is known, with tasks, stages and data presence."""
     from retain.data.load import dataset_path
     from retain.data.spec import list_specs, load_spec
 
     table = Table("dataset", "title", "tasks", "stages", "data file")
+    rows: list[dict[str, object]] = []
     with _friendly_errors():
         for name in list_specs():
             spec = load_spec(name)
             path = dataset_path(spec)
+            rows.append(
+                {
+                    "name": name,
+                    "title": spec.title,
+                    "tasks": [t.name for t in spec.tasks],
+                    "stages": spec.stages,
+                    "data_file": str(path),
+                    "present": path.exists(),
+                }
+            )
             table.add_row(
                 name,
                 spec.title,
@@ -115,6 +126,9 @@ def data_list() -> None:
                 ", ".join(spec.stages),
                 str(path) if path.exists() else f"missing ({path})",
             )
+    if as_json:
+        _print_json({"datasets": rows})
+        return
     out.print(table)
 
 

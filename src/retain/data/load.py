@@ -26,13 +26,21 @@ _DELIMITERS = [",", ";", "\t", "|"]
 
 
 def sniff_delimiter(sample: str) -> str:
-    """Guess a CSV delimiter from the first lines of a file."""
-    first = sample.splitlines()[0] if sample else ""
-    try:
-        return csv.Sniffer().sniff(first, delimiters="".join(_DELIMITERS)).delimiter
-    except csv.Error:
-        counts = {d: first.count(d) for d in _DELIMITERS}
-        return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+    """Guess a CSV delimiter: the candidate that splits the first lines into the most fields,
+    the same number on every line (quotes respected, so a tab inside a quoted header is ignored)."""
+    lines = [line for line in sample.splitlines()[:20] if line.strip()]
+    if not lines:
+        return ","
+    if len(lines) > 1:
+        lines = lines[:-1]  # the sample may end mid-line
+    best, best_fields = ",", 1
+    for candidate in _DELIMITERS:
+        counts = {len(row) for row in csv.reader(lines, delimiter=candidate)}
+        if len(counts) == 1:
+            fields = counts.pop()
+            if fields > best_fields:
+                best, best_fields = candidate, fields
+    return best
 
 
 def read_table(path: Path, delimiter: str | None = None) -> pd.DataFrame:

@@ -137,6 +137,9 @@ def _expected_codes(col: Column, limit: int = 12) -> str:
 
 def _coerce_column(raw: pd.Series, col: Column, issues: list[Issue]) -> pd.Series:
     missing = _is_missing(raw)
+    if col.codes:
+        # a code such as "none" (no test preparation) is a value, not a missing marker
+        missing &= ~normalize_codes(raw).isin(list(col.codes))
     if col.type in (ColumnType.categorical, ColumnType.string):
         codes = normalize_codes(raw).where(~missing, other=np.nan)
         if col.type is ColumnType.categorical and col.codes is not None:

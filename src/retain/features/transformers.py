@@ -28,7 +28,7 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        out = X.copy()
+        out = X.reindex(columns=list(self.feature_names_in_)).copy()
         for name, op, a, b in self.specs:
             left = pd.to_numeric(out[a], errors="coerce").astype("float64")
             right = pd.to_numeric(out[b], errors="coerce").astype("float64")

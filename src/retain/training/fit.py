@@ -79,9 +79,15 @@ def _regression_strata(y: np.ndarray, bins: int = 5) -> np.ndarray:
 def folds(y: np.ndarray, task: Task, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Cross-validation folds: stratified by class (or by target quantile for regression)."""
     if task.is_classification:
-        smallest = int(np.bincount(y).min()) if len(y) else 0
+        counts = (
+            np.bincount(y, minlength=len(task.labels)) if len(y) else np.zeros(len(task.labels), dtype=int)
+        )
+        smallest = int(counts.min())
         if smallest < 2:
-            raise TrainingError(f"task {task.name!r}: a class has fewer than 2 rows; cannot cross-validate")
+            rare = [label for label, n in zip(task.labels, counts, strict=False) if n < 2]
+            raise TrainingError(
+                f"task {task.name!r}: class(es) {rare} have fewer than 2 rows; cannot cross-validate"
+            )
         k = max(2, min(n_folds, smallest))
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         return list(splitter.split(np.zeros(len(y)), y))

@@ -182,6 +182,15 @@ def rollback(name: str) -> int:
     return previous
 
 
+def _aliases_by_version(registered: object) -> dict[int, list[str]]:
+    raw = getattr(registered, "aliases", {}) or {}
+    out: dict[int, list[str]] = {}
+    items = raw.items() if isinstance(raw, dict) else ((a.alias, a.version) for a in raw)
+    for alias, version in items:
+        out.setdefault(int(version), []).append(str(alias))
+    return out
+
+
 def list_versions(name_filter: str | None = None) -> list[RegisteredVersion]:
     """Every registered version (newest first), with aliases and the run's test metrics."""
     from mlflow import MlflowClient
@@ -191,6 +200,7 @@ def list_versions(name_filter: str | None = None) -> list[RegisteredVersion]:
     for rm in client.search_registered_models():
         if name_filter and not rm.name.startswith(name_filter):
             continue
+        alias_map = _aliases_by_version(rm)
         for mv in client.search_model_versions(f"name='{rm.name}'"):
             metrics: dict[str, float] = {}
             if mv.run_id:
@@ -201,7 +211,7 @@ def list_versions(name_filter: str | None = None) -> list[RegisteredVersion]:
                     name=rm.name,
                     version=int(mv.version),
                     run_id=mv.run_id or "",
-                    aliases=tuple(getattr(mv, "aliases", []) or []),
+                    aliases=tuple(sorted(alias_map.get(int(mv.version), []))),
                     metrics=metrics,
                     created=int(mv.creation_timestamp or 0),
                     tags=dict(mv.tags or {}),

@@ -15,7 +15,7 @@ import numpy as np
 
 from retain.data.spec import DatasetSpec, Task, load_spec
 from retain.evaluation.evaluate import score_metrics
-from retain.features.build import feature_set
+from retain.features.build import feature_set, select_features
 from retain.settings import get_settings
 from retain.training import params as tuned_params
 from retain.training.fit import choose_class_weights, encode_target, fit_pipeline, folds, holdout_split
@@ -104,7 +104,7 @@ def tune_stage(
         seen = np.zeros(len(y), dtype=bool)
         for step, (tr, va) in enumerate(fold_list):
             model = fit_pipeline(spec, task, features, kind, hp, X.iloc[tr], y[tr], rng_seed, settings.n_jobs)
-            part = X.iloc[va]
+            part = select_features(X.iloc[va], features)
             oof[va] = model.predict_proba(part) if n_classes else model.predict(part)
             seen[va] = True
             interim = _fold_score(task, y[seen], oof[seen])

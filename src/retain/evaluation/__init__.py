@@ -1,0 +1,1 @@
+"""Evaluation: metrics with confidence intervals, fairness audits, explanations and model cards."""
