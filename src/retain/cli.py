@@ -74,6 +74,17 @@ def _progress() -> Callable[[str], None]:
     return say
 
 
+@contextmanager
+def _bar(total: int, label: str) -> Iterator[tuple[Any, Any]]:
+    """A progress bar on stderr (models done out of total, elapsed time)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as bar:
+        job = bar.add_task(label, total=total)
+        yield bar, job
+
+
 def _json_default(value: object) -> object:
     if hasattr(value, "item"):
         return value.item()
@@ -265,7 +276,7 @@ def train(
 ) -> None:
     """Train, evaluate on held-out rows, register, and promote through the gate."""
     _quiet_libraries()
-    from retain.training.train import TrainOptions, train_all
+    from retain.training.train import TrainOptions, count_stages, train_all
     from retain.training.train import train as run_train
 
     if not all_ and dataset is None:
@@ -277,11 +288,20 @@ def train(
             from retain.training.tune import tune_many
 
             tune_many(dataset, task, stage, trials=trials or 50, timeout=timeout, save=True, progress=say)
-        results = (
-            train_all(options, progress=say)
-            if all_
-            else run_train(dataset or "", task, stage, options, progress=say)
-        )
+        total = count_stages(None if all_ else dataset, task, stage)
+        with _bar(total, "training") as (bar, job):
+
+            def advance(result: Any) -> None:
+                bar.advance(job)
+
+            def report(message: str) -> None:
+                bar.update(job, description=message[:70])
+
+            results = (
+                train_all(options, progress=report, stage_done=advance)
+                if all_
+                else run_train(dataset or "", task, stage, options, progress=report, stage_done=advance)
+            )
     if as_json:
         _print_json({"models": [r.summary() for r in results]})
     else:

@@ -196,6 +196,7 @@ def pandera_schema(spec: DatasetSpec, columns: Iterable[str]) -> pa.DataFrameSch
 
 def _pandera_issues(typed: pd.DataFrame, spec: DatasetSpec, columns: list[str]) -> list[Issue]:
     schema = pandera_schema(spec, columns)
+    typed = typed.reset_index(drop=True)  # pandera reports index labels; make them positions
     positions = pd.Series(np.arange(1, len(typed) + 1), index=typed.index)
     try:
         schema.validate(typed, lazy=True)

@@ -7,6 +7,7 @@ exactly what training fitted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,15 +36,21 @@ class FeatureSet:
         return [d[0] for d in self.derived]
 
 
-def feature_set(spec: DatasetSpec, task: Task, stage: str) -> FeatureSet:
-    """Which columns a model of ``task`` at ``stage`` uses, and how each is treated."""
-    raw = spec.features(task, stage)
+def feature_set(spec: DatasetSpec, task: Task, stage: str, drop: Sequence[str] = ()) -> FeatureSet:
+    """Which columns a model of ``task`` at ``stage`` uses, and how each is treated.
+
+    ``drop`` removes features chosen away by importance-based selection (``retain tune``);
+    a derived feature is dropped with either of its inputs.
+    """
+    raw = [c for c in spec.features(task, stage) if c not in set(drop)]
     numeric = [
         c for c in raw if spec.column(c).type in (ColumnType.integer, ColumnType.float, ColumnType.boolean)
     ]
     categorical = [c for c in raw if spec.column(c).type is ColumnType.categorical]
     derived: list[tuple[str, str, str, str]] = [
-        (d.name, str(d.op), d.a, d.b) for d in spec.derived_features(task, stage)
+        (d.name, str(d.op), d.a, d.b)
+        for d in spec.derived_features(task, stage)
+        if d.name not in set(drop) and d.a in raw and d.b in raw
     ]
     return FeatureSet(raw=raw, numeric=numeric, categorical=categorical, derived=derived)
 
@@ -71,7 +78,8 @@ def build_preprocessor(spec: DatasetSpec, features: FeatureSet, scale: bool = Fa
 
     Returns
     -------
-    Pipeline whose output is a float DataFrame with names ``num__<col>``, ``cat__<col>_<code>``.
+    Pipeline whose output is a float DataFrame with names ``num_<strategy>__<col>``,
+    ``derived__<name>`` and ``cat__<col>_<code>``.
     """
     transformers: list[tuple[str, object, list[str]]] = []
     groups: dict[tuple[str, str], list[str]] = {}

@@ -15,8 +15,9 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     specs : sequence of (name, op, a, b)
-        ``op`` is ``"ratio"`` (``a / b``, 0 where ``b`` is 0 or missing) or ``"difference"``
-        (``a - b``). Input columns are kept; the derived ones are appended.
+        ``op`` is ``"ratio"`` (``a / b``, 0 where ``b`` is 0) or ``"difference"``
+        (``a - b``); missing inputs give NaN (imputed later in the pipeline). Input columns are
+        kept; the derived ones are appended.
     """
 
     def __init__(self, specs: Sequence[tuple[str, str, str, str]] = ()) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_TOLERANCE = 1e-9  # metric differences below this are float noise, not improvement
+
 
 @dataclass(frozen=True)
 class GateDecision:
@@ -42,7 +44,7 @@ def decide(
     if champion is None:
         return GateDecision(True, "no current champion", metric, candidate, None, margin)
     improvement = candidate - champion if greater_is_better else champion - candidate
-    if improvement >= margin and improvement > 0:
+    if improvement >= margin - _TOLERANCE and improvement > _TOLERANCE:
         reason = f"{metric} better by {improvement:.4f} (margin {margin:.4f}) on the same held-out rows"
         return GateDecision(True, reason, metric, candidate, champion, margin)
     reason = f"{metric} {candidate:.4f} vs champion {champion:.4f}: improvement {improvement:.4f} below margin {margin:.4f}"

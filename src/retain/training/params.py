@@ -20,6 +20,7 @@ class TunedParams(BaseModel):
     kind: str = "lightgbm"
     params: dict[str, object] = Field(default_factory=dict)
     calibration: str = "sigmoid"
+    drop: list[str] = Field(default_factory=list)
     cv_score: float | None = None
     metric: str | None = None
     trials: int | None = None

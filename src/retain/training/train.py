@@ -75,6 +75,7 @@ class StageResult:
     run_id: str | None = None
     decision: GateDecision | None = None
     seconds: float = 0.0
+    tracking_seconds: float = 0.0
 
     def summary(self) -> dict[str, object]:
         return {
@@ -169,13 +170,13 @@ def train_stage(
     """Cross-validate, fit and evaluate one stage (pure: nothing is logged or written)."""
     started = time.perf_counter()
     name = spec.model_name(task.name, stage)
-    features = feature_set(spec, task, stage)
+    tuned = tuned_params.tuned_for(name)
+    features = feature_set(spec, task, stage, drop=tuned.drop)
     X_train = data.frame.iloc[split.train].reset_index(drop=True)
     y_train = data.y[split.train]
     X_test = data.frame.iloc[split.test].reset_index(drop=True)
     y_test = data.y[split.test]
     fold_list = folds(y_train, task, settings.cv_folds, settings.seed)
-    tuned = tuned_params.tuned_for(name)
     kind = options.kind or tuned.kind
     params = tuned.params if kind == tuned.kind else {}
     progress(f"{name}: {len(fold_list)}-fold CV of {kind} on {len(y_train)} rows")
@@ -345,6 +346,7 @@ def train(
     options: TrainOptions | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
+    stage_done: Callable[[StageResult], None] | None = None,
 ) -> list[StageResult]:
     """Train (and by default register) every requested task and stage of a dataset."""
     opts = options or TrainOptions()
@@ -366,13 +368,36 @@ def train(
         for st in stages:
             result, model, X_test, y_test = train_stage(spec, t, st, data, split, opts, s, say)
             if opts.register:
+                started = time.perf_counter()
                 _log_and_register(spec, t, result, model, X_test, y_test, opts, s, say)
+                result.tracking_seconds = time.perf_counter() - started
             results.append(result)
+            if stage_done is not None:
+                stage_done(result)
     return results
 
 
+def count_stages(dataset: str | None, task: str | None = None, stage: str | None = None) -> int:
+    """How many models a ``train`` (or ``train_all`` when ``dataset`` is None) call will fit."""
+    s = get_settings()
+    names = (
+        [dataset]
+        if dataset
+        else [n for n in list_specs() if (s.data_dir / load_spec(n).source.file).exists()]
+    )
+    total = 0
+    for name in names:
+        spec = load_spec(name)
+        for t in [spec.task(task)] if task else spec.tasks:
+            total += 1 if stage else len(t.stages)
+    return total
+
+
 def train_all(
-    options: TrainOptions | None = None, settings: Settings | None = None, progress: Progress | None = None
+    options: TrainOptions | None = None,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    stage_done: Callable[[StageResult], None] | None = None,
 ) -> list[StageResult]:
     """Every bundled dataset, task and stage whose data file is present."""
     s = settings or get_settings()
@@ -383,7 +408,7 @@ def train_all(
             if progress:
                 progress(f"{name}: no data file in {s.data_dir}; skipped")
             continue
-        results.extend(train(name, options=options, settings=s, progress=progress))
+        results.extend(train(name, options=options, settings=s, progress=progress, stage_done=stage_done))
     return results
 
 
