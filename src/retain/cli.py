@@ -364,6 +364,12 @@ def evaluate(
         frame = ensure_student_id(canonicalize(read_table(data), spec), spec)
         typed, report = validate_frame(frame, spec, required=[*predictor.features, t.target])
         report.raise_for_errors()
+        unlabelled = int(typed[t.target].isna().sum())
+        if unlabelled:
+            err.print(f"{unlabelled} row(s) without an outcome are not evaluated")
+            typed = typed[typed[t.target].notna()].reset_index(drop=True)
+        if typed.empty:
+            _fail("no labelled rows to evaluate")
         y = encode_target(typed, t)
         metrics = evaluate_model(predictor.model, t, typed, y)
     payload = {

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
         description="Key for the HMAC that pseudonymises student ids in logs and artifacts.",
     )
     cv_folds: int = 5
-    n_jobs: int = 2
+    n_jobs: int = 1
     bootstrap_rounds: int = 200
 
     @property

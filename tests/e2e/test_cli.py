@@ -138,3 +138,17 @@ def test_data_list_and_show() -> None:
     shown = json.loads(out)
     assert shown["name"] == "dropout"
     assert {t["name"] for t in shown["tasks"]} == {"outcome", "dropout"}
+
+
+def test_unlabelled_rows_are_set_aside_when_training(tmp_path: Path) -> None:
+    from retain.training.train import prepare
+
+    spec = load_spec("dropout")
+    data = tmp_path / "partly_labelled.csv"
+    synthesize_to_file(spec, 200, data, seed=8)
+    frame = pd.read_csv(data, sep=";", dtype=str)
+    frame.loc[:29, "Target"] = ""
+    frame.to_csv(data, sep=";", index=False)
+    prepared = prepare(spec, spec.task("dropout"), data)
+    assert prepared.dropped_unlabelled == 30
+    assert len(prepared.frame) == 170

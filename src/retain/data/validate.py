@@ -157,7 +157,8 @@ def _coerce_column(raw: pd.Series, col: Column, issues: list[Issue]) -> pd.Serie
     if bad.any():
         rows, n = _row_numbers(bad)
         examples = tuple(sorted({str(v) for v in raw[bad].head(50)}))[:5]
-        issues.append(Issue(col.name, "not a number", f"a {col.type.value}", rows, n, examples))
+        article = "an" if col.type.value[0] in "aeiou" else "a"
+        issues.append(Issue(col.name, "not a number", f"{article} {col.type.value}", rows, n, examples))
     numbers = numbers.astype("float64")
     if col.type is ColumnType.boolean:
         allowed = {float(k) for k in (col.codes or {"0": "", "1": ""})}
@@ -186,7 +187,8 @@ def pandera_schema(spec: DatasetSpec, columns: Iterable[str]) -> pa.DataFrameSch
             column_checks.append(pa.Check.ge(col.min, error=f"at least {col.min:g}"))
         if col.max is not None:
             column_checks.append(pa.Check.le(col.max, error=f"at most {col.max:g}"))
-        nullable = col.missing is not ImputePolicy.error and col.role != "target"
+        # targets may be blank (outcome not final yet); training sets such rows aside
+        nullable = col.missing is not ImputePolicy.error or col.role == "target"
         if col.type in (ColumnType.categorical, ColumnType.string):
             checks[name] = pa.Column(object, nullable=nullable, required=True)
         else:

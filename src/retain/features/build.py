@@ -102,12 +102,24 @@ def build_preprocessor(spec: DatasetSpec, features: FeatureSet, scale: bool = Fa
         if scale:
             steps_d.append(("scale", StandardScaler()))
         transformers.append(("derived", Pipeline(steps_d), features.derived_names))
-    if features.categorical:
-        categories = [sorted(spec.column(c).codes or {}) for c in features.categorical]
+    cat_groups: dict[str, list[str]] = {}
+    for name in features.categorical:
+        col = spec.column(name)
+        fill = (
+            str(col.fill_value) if col.missing is ImputePolicy.constant and col.fill_value is not None else ""
+        )
+        cat_groups.setdefault(fill, []).append(name)
+    for fill, columns in cat_groups.items():
+        categories = [sorted(spec.column(c).codes or {}) for c in columns]
+        imputer = (
+            SimpleImputer(strategy="constant", fill_value=fill)
+            if fill
+            else SimpleImputer(strategy="most_frequent")
+        )
         cat = Pipeline(
             [
                 ("clean", CodeCleaner()),
-                ("impute", SimpleImputer(strategy="most_frequent")),
+                ("impute", imputer),
                 (
                     "onehot",
                     OneHotEncoder(
@@ -120,7 +132,7 @@ def build_preprocessor(spec: DatasetSpec, features: FeatureSet, scale: bool = Fa
                 ),
             ]
         )
-        transformers.append(("cat", cat, features.categorical))
+        transformers.append(("cat" if not fill else f"cat_{len(transformers)}", cat, columns))
     columns = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
     prep = Pipeline([("derive", DerivedFeatures(features.derived)), ("columns", columns)])
     prep.set_output(transform="pandas")

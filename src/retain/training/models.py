@@ -93,7 +93,6 @@ def make_estimator(
         lgb_params: dict[str, Any] = dict(merged)
         if has_constraints:
             lgb_params["monotone_constraints"] = monotone
-            lgb_params.setdefault("monotone_constraints_method", "advanced")
         common: dict[str, Any] = {"random_state": seed, "n_jobs": n_jobs, "verbose": -1, **lgb_params}
         return LGBMClassifier(**common) if classification else LGBMRegressor(**common)
     if kind == "xgboost":

@@ -118,6 +118,7 @@ def log_risk_model(
         python_model=wrapper,
         pip_requirements=_PIP_REQUIREMENTS,
         signature=signature,
+        input_example=input_example,
         registered_model_name=registered_name,
         await_registration_for=60,
     )

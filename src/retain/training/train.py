@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from retain.data.load import load_raw
-from retain.data.spec import DatasetSpec, Task, list_specs, load_spec
+from retain.data.spec import DatasetSpec, Task, list_specs, load_spec, spec_paths
 from retain.data.validate import validate_frame
 from retain.data.version import frame_hash
 from retain.evaluation.evaluate import evaluate_model, score_metrics
@@ -303,7 +303,7 @@ def _log_and_register(
         )
         for base, metrics in result.baselines.items():
             mlflow.log_metrics({f"baseline_{base}_{k}": v for k, v in metrics.items() if np.isfinite(v)})
-        spec_text = Path(str(settings.spec_dir / f"{spec.name}.yaml"))
+        spec_text = spec_paths().get(spec.name, settings.spec_dir / f"{spec.name}.yaml")
         if spec_text.exists():
             mlflow.log_text(spec_text.read_text(encoding="utf-8"), "spec/dataset.yaml")
         mlflow.log_dict(result.summary(), "summary.json")
@@ -364,6 +364,8 @@ def train(
         for st in stages:
             spec.features(t, st)
         data = prepare(spec, t, opts.data_path)
+        if data.dropped_unlabelled:
+            say(f"{spec.name}.{t.name}: {data.dropped_unlabelled} row(s) without a final outcome set aside")
         split = holdout_split(data.frame, data.y, t, opts.test_size, s.seed, spec.time_column)
         for st in stages:
             result, model, X_test, y_test = train_stage(spec, t, st, data, split, opts, s, say)
