@@ -68,12 +68,22 @@ def importance_table(
     try:
         return shap_importance_table(
             model.pipeline, inputs, max_rows=400, seed=seed
-        ), "mean |SHAP| on held-out rows"
+        ), "mean |SHAP| on held-out rows (permutation importance: importance_permutation.csv)"
     except Exception as exc:  # SHAP does not support every estimator; fall back honestly
         log.info("SHAP failed (%s); using permutation importance", exc)
     scoring = ("roc_auc" if not task.is_multiclass else "neg_log_loss") if task.is_classification else "r2"
     table = permutation_importance_table(model.pipeline, inputs, y, scoring=scoring, n_repeats=3, seed=seed)
     return table, f"permutation importance ({scoring}) on held-out rows"
+
+
+def permutation_table(
+    task: Task, model: RiskModel, X: pd.DataFrame, y: np.ndarray, seed: int
+) -> pd.DataFrame:
+    """Permutation importance of raw features on held-out rows (drop in the task's score)."""
+    inputs = X.reindex(columns=list(model.features))
+    scoring = ("roc_auc" if not task.is_multiclass else "neg_log_loss") if task.is_classification else "r2"
+    table = permutation_importance_table(model.pipeline, inputs, y, scoring=scoring, n_repeats=3, seed=seed)
+    return table.assign(scoring=scoring)
 
 
 def write_model_card(
@@ -140,4 +150,10 @@ def write_model_card(
             "after the stage named above are not used."
         ),
     )
-    return render_model_card(card, out_dir)
+    paths = render_model_card(card, out_dir)
+    if importance and imp is not None:
+        imp.to_csv(out_dir / "importance_shap.csv", index=False)
+        perm = permutation_table(task, model, X_test, y_test, _int(model.meta.get("seed", 42)))
+        perm.to_csv(out_dir / "importance_permutation.csv", index=False)
+        paths["importance_permutation"] = out_dir / "importance_permutation.csv"
+    return paths

@@ -143,7 +143,7 @@ def tune_stage(
         )
     if progress:
         progress(
-            f"{spec.model_name(task.name, stage)}: best CV {task.primary_metric} {study.best_value:.4f} ({kind})"
+            f"{spec.model_name(task.name, stage)}: best CV {task.primary_metric} {selected_score:.4f} ({kind}; search best {study.best_value:.4f})"
         )
     return tuned_params.TunedParams(
         kind=kind,
