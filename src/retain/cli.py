@@ -26,8 +26,16 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Datasets: list, show, validate, download, synthesise.", no_args_is_help=True)
 models_app = typer.Typer(help="Registered models: list, promote, roll back.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: create, list, revoke, rotate (only hashes are stored).", no_args_is_help=True
+)
+roster_app = typer.Typer(help="The roster (names and contacts, encrypted at rest).", no_args_is_help=True)
+privacy_app = typer.Typer(help="Data protection: purge, erase, export.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
+app.add_typer(roster_app, name="roster")
+app.add_typer(privacy_app, name="privacy")
 
 err = Console(stderr=True)
 out = Console()
@@ -461,6 +469,153 @@ def models_rollback(name: str) -> None:
     with _friendly_errors():
         version = registry.rollback(name)
     out.print(f"{name}: champion is now version {version}")
+
+
+# ----------------------------------------------------------------------------- keys, roster, privacy
+
+
+def _store() -> Any:
+    from retain.store.repository import Store
+
+    return Store.from_settings()
+
+
+def _cli_scope() -> Any:
+    import getpass
+
+    from retain.store.repository import Scope
+
+    return Scope.admin(actor=f"cli:{getpass.getuser()}")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="advisor or admin")],
+    programme: Annotated[list[str] | None, typer.Option(help="Programme(s) an advisor covers.")] = None,
+    student: Annotated[list[str] | None, typer.Option(help="Student id(s) in an advisor's caseload.")] = None,
+    expires_days: Annotated[float | None, typer.Option(help="Days until the key expires.")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an API key; the secret is shown once."""
+    from retain.privacy import pseudonymize
+
+    if role not in ("advisor", "admin"):
+        _fail(f"role must be advisor or admin, not {role!r}")
+    store = _store()
+    caseload = [pseudonymize(sid) for sid in student or []]
+    key_id, secret = store.create_key(
+        role,
+        programmes=programme or [],
+        caseload=caseload,
+        expires_in_days=expires_days,
+        name=name,
+        scope=_cli_scope(),
+    )
+    if as_json:
+        _print_json({"key_id": key_id, "secret": secret, "role": role})
+    else:
+        out.print(f"key {key_id} ({role}); secret (shown once): {secret}")
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Keys with role, scope and state (never secrets)."""
+    keys = _store().list_keys(include_inactive=True)
+    rows = [{k: (str(v) if v is not None else None) for k, v in key.__dict__.items()} for key in keys]
+    if as_json:
+        _print_json({"keys": rows})
+        return
+    table = Table(*(rows[0].keys() if rows else ["id"]))
+    for row in rows:
+        table.add_row(*[str(v or "") for v in row.values()])
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key at once."""
+    if not _store().revoke_key(key_id, scope=_cli_scope()):
+        _fail(f"no active key {key_id!r}")
+    out.print(f"revoked {key_id}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_id: str, grace_hours: Annotated[float, typer.Option()] = 0.0) -> None:
+    """Replace a key with a new secret (the old one stays valid for the grace period)."""
+    with _friendly_errors():
+        new_id, secret = _store().rotate_key(key_id, grace_hours=grace_hours, scope=_cli_scope())
+    out.print(f"key {new_id} replaces {key_id}; secret (shown once): {secret}")
+
+
+@roster_app.command("import")
+def roster_import(
+    file: Path,
+    dataset: Annotated[str | None, typer.Option(help="Dataset the roster belongs to (default: all).")] = None,
+) -> None:
+    """Import a roster CSV (student_id, name, contact, programme, advisor); names are encrypted."""
+    from retain.data.load import read_table
+
+    with _friendly_errors():
+        frame = read_table(file)
+        missing = [c for c in ("student_id", "name") if c not in frame.columns]
+        if missing:
+            _fail(
+                f"roster file lacks column(s) {missing}; expected student_id, name, contact, programme, advisor"
+            )
+        count = _store().import_roster(frame, dataset=dataset, scope=_cli_scope())
+    out.print(f"imported {count} roster rows")
+
+
+@privacy_app.command("purge")
+def privacy_purge(
+    older_than_days: Annotated[int | None, typer.Option(help="Default: RETAIN_RETENTION_DAYS.")] = None,
+) -> None:
+    """Delete everything older than the retention period (audited)."""
+    counts = _store().purge(older_than_days, scope=_cli_scope())
+    out.print(counts)
+
+
+@privacy_app.command("erase")
+def privacy_erase(student_id: str, dataset: Annotated[str | None, typer.Option()] = None) -> None:
+    """Delete every row about a student, roster included (audited by pseudonym only)."""
+    counts = _store().erase(student_id, _cli_scope(), dataset=dataset)
+    out.print(counts)
+
+
+@privacy_app.command("export")
+def privacy_export(student_id: str, dataset: Annotated[str | None, typer.Option()] = None) -> None:
+    """A subject-access export of everything stored about a student, as JSON on stdout."""
+    _print_json(_store().export(student_id, _cli_scope(), dataset=dataset))
+
+
+# ----------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: RETAIN_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: RETAIN_API_PORT).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: RETAIN_API_WORKERS).")
+    ] = None,
+) -> None:
+    """Start the prediction API under uvicorn."""
+    _quiet_libraries()
+    import uvicorn
+
+    from retain.settings import get_settings
+
+    s = get_settings()
+    uvicorn.run(
+        "retain.serving.app:create_app",
+        factory=True,
+        host=host or s.api_host,
+        port=port or s.api_port,
+        workers=workers or s.api_workers,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 # ----------------------------------------------------------------------------- demo

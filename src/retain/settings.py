@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _DEFAULT_SPEC_DIR = _REPO_ROOT / "configs" / "datasets"
+_DEV_ID_KEY = "retain-development-key"
+#: Values that are never accepted as secrets outside development.
+PLACEHOLDER_SECRETS: frozenset[str] = frozenset(
+    {_DEV_ID_KEY, "", "changethis", "change-me", "changeme", "secret", "password", "example", "test"}
+)
+_MIN_SECRET_LENGTH = 16
+
+
+class InsecureSettingsError(ValueError):
+    """Raised when production settings carry placeholder or missing secrets."""
 
 
 class Settings(BaseSettings):
@@ -29,12 +42,105 @@ class Settings(BaseSettings):
     experiment_prefix: str = "retain"
     seed: int = 42
     id_key: SecretStr = Field(
-        default=SecretStr("retain-development-key"),
+        default=SecretStr(_DEV_ID_KEY),
         description="Key for the HMAC that pseudonymises student ids in logs and artifacts.",
+    )
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="``production`` refuses placeholder secrets (id_key, roster_key).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the store (default: SQLite file ``retain.db`` under home).",
+    )
+    roster_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that encrypts the roster at rest: a Fernet key, or any secret (a Fernet key is derived "
+            "from it). In development a key is derived from id_key when unset; production requires it."
+        ),
+    )
+    retention_days: int = Field(
+        default=1825, ge=1, description="Rows older than this many days are removed by purge."
     )
     cv_folds: int = 5
     n_jobs: int = 1
     bootstrap_rounds: int = 200
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 1
+    api_max_batch: int = Field(default=10_000, description="Most students in one predict request.")
+    api_max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest accepted request body.")
+    api_cors_origins: list[str] = Field(default_factory=list)
+    intervention_types: list[str] = Field(
+        default_factory=lambda: [
+            "advising meeting",
+            "tutoring",
+            "study skills workshop",
+            "financial aid referral",
+            "payment plan",
+            "counselling referral",
+            "mentoring",
+            "course load review",
+            "other",
+        ],
+        description="The institution's intervention catalogue.",
+    )
+    model_refresh_seconds: float = Field(
+        default=30.0, description="How often served models check for a new champion."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        """Outside development, refuse the development id key and a missing or weak roster key."""
+        if self.environment == "development":
+            return self
+        problems: list[str] = []
+        id_key = self.id_key.get_secret_value()
+        if id_key.strip().lower() in PLACEHOLDER_SECRETS or len(id_key) < _MIN_SECRET_LENGTH:
+            problems.append(f"RETAIN_ID_KEY is a placeholder or shorter than {_MIN_SECRET_LENGTH} characters")
+        if self.roster_key is None:
+            problems.append("RETAIN_ROSTER_KEY is not set")
+        else:
+            roster = self.roster_key.get_secret_value()
+            if roster.strip().lower() in PLACEHOLDER_SECRETS or len(roster) < _MIN_SECRET_LENGTH:
+                problems.append(
+                    f"RETAIN_ROSTER_KEY is a placeholder or shorter than {_MIN_SECRET_LENGTH} characters"
+                )
+            elif roster == id_key:
+                problems.append("RETAIN_ROSTER_KEY must differ from RETAIN_ID_KEY")
+        if problems:
+            raise InsecureSettingsError(
+                f"refusing insecure settings for environment={self.environment!r}: "
+                + "; ".join(problems)
+                + ". Generate secrets with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return self
+
+    def resolved_database_url(self) -> str:
+        """The store's URL: ``RETAIN_DATABASE_URL``, else SQLite ``retain.db`` under home."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'retain.db').resolve()}"
+
+    def fernet_key(self) -> bytes:
+        """The roster encryption key as a Fernet key (urlsafe base64 of 32 bytes).
+
+        A configured ``roster_key`` that already is a Fernet key is used as is; any other secret
+        is stretched with SHA-256. Without one (development only, the validator refuses it in
+        production) a key is derived deterministically from ``id_key``.
+        """
+        if self.roster_key is not None:
+            raw = self.roster_key.get_secret_value().strip()
+            try:
+                if len(base64.urlsafe_b64decode(raw.encode("ascii"))) == 32 and len(raw) == 44:
+                    return raw.encode("ascii")
+            except (ValueError, UnicodeEncodeError):
+                pass
+            seed = b"retain-roster:" + raw.encode("utf-8")
+        else:
+            seed = b"retain-roster-development:" + self.id_key.get_secret_value().encode("utf-8")
+        return base64.urlsafe_b64encode(hashlib.sha256(seed).digest())
 
     @property
     def mlflow_dir(self) -> Path:

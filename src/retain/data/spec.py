@@ -250,6 +250,7 @@ class DatasetSpec(_Strict):
     tasks: list[Task]
     derived: list[Derived] = Field(default_factory=list)
     time_column: str | None = None
+    programme_column: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
@@ -288,6 +289,8 @@ class DatasetSpec(_Strict):
                     raise ValueError(f"{where}: unknown column {ref!r}")
         if self.time_column is not None and self.time_column not in names:
             raise ValueError(f"time_column {self.time_column!r} is not a column")
+        if self.programme_column is not None and self.programme_column not in names:
+            raise ValueError(f"programme_column {self.programme_column!r} is not a column")
         for hc in self.id.hash_columns:
             if hc not in names:
                 raise ValueError(f"id.hash_columns: unknown column {hc!r}")

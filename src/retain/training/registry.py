@@ -32,8 +32,16 @@ def configure(settings: Settings | None = None) -> str:
     uri = s.resolved_tracking_uri()
     if uri.startswith("sqlite:///"):
         s.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ; keep the user's
+    # environment as it was so a later configure() with other settings is not overridden by it.
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(s.registry_uri or uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     return uri
 
 

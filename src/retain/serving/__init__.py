@@ -1,0 +1,1 @@
+"""The prediction service: FastAPI app, spec-generated schemas, model cache."""

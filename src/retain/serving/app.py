@@ -1,0 +1,545 @@
+"""The FastAPI application: predictions, explanations, what-if, models, health and metrics.
+
+``create_app`` builds the app; routes are generated per dataset from the specs so the OpenAPI
+page documents every field. All scoring goes through ``retain.predictor.Predictor``.
+"""
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
+
+from retain import __version__
+from retain.data.spec import DatasetSpec, SpecError, list_specs, load_spec
+from retain.data.validate import DataValidationError
+from retain.evaluation.metrics import slugify
+from retain.explanations import reasons
+from retain.monitoring.metrics import ServiceMetrics
+from retain.predictor import Predictor
+from retain.serving import schemas
+from retain.serving.models import ModelCache
+from retain.serving.security import Authenticator, Principal, has_role
+from retain.settings import Settings, get_settings
+from retain.store.repository import AccessDeniedError, PredictionRecord, Store
+from retain.training import registry
+from retain.whatif import WhatIfError, apply_changes, counterfactuals
+
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def _validation_detail(error: DataValidationError) -> list[dict[str, object]]:
+    return [
+        {
+            "field": issue.column,
+            "problem": issue.problem,
+            "expected": issue.expected,
+            "students": list(issue.rows),
+            "found": list(issue.examples),
+        }
+        for issue in error.report.errors
+    ]
+
+
+def _row_output(predictor: Predictor, row: pd.Series) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "student_id": str(row["student_id"]),
+        "task": str(row["task"]),
+        "stage": str(row["stage"]),
+        "model_name": str(row["model_name"]),
+        "model_version": None if pd.isna(row["model_version"]) else int(row["model_version"]),
+        "risk_score": float(row["risk_score"]),
+        "risk_band": str(row["risk_band"]),
+        "prediction": row["prediction"] if isinstance(row["prediction"], str) else float(row["prediction"]),
+    }
+    if predictor.model.is_classification:
+        out["probabilities"] = {
+            label: float(row[f"proba_{slugify(label)}"]) for label in predictor.model.labels
+        }
+    else:
+        out["interval"] = (float(row["interval_low"]), float(row["interval_high"]))
+    return out
+
+
+def _records_for_store(
+    spec: DatasetSpec,
+    predictor: Predictor,
+    typed: pd.DataFrame,
+    frame: pd.DataFrame,
+    outputs: list[dict[str, Any]],
+    event_id: str | None,
+) -> list[PredictionRecord]:
+    records: list[PredictionRecord] = []
+    features = typed.reindex(columns=predictor.features)
+    for position, out in enumerate(outputs):
+        row = typed.iloc[position]
+        programme = spec.programme_column
+        cohort = spec.time_column
+        records.append(
+            PredictionRecord(
+                student_id=out["student_id"],
+                dataset=spec.name,
+                task=out["task"],
+                stage=out["stage"],
+                model_name=out["model_name"],
+                model_version=out["model_version"],
+                risk_score=out["risk_score"],
+                risk_band=out["risk_band"],
+                prediction=out["prediction"],
+                probabilities=out.get("probabilities"),
+                interval_low=out["interval"][0] if out.get("interval") else None,
+                interval_high=out["interval"][1] if out.get("interval") else None,
+                event_id=None
+                if event_id is None
+                else (event_id if len(outputs) == 1 else f"{event_id}/{position}"),
+                features={str(k): (None if pd.isna(v) else v) for k, v in features.iloc[position].items()},
+                programme=None
+                if programme is None or pd.isna(row.get(programme))
+                else str(row.get(programme)),
+                cohort=None if cohort is None or pd.isna(row.get(cohort)) else str(row.get(cohort)),
+            )
+        )
+    return records
+
+
+class _State:
+    def __init__(self, settings: Settings, auth: Authenticator, store: Store) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.store = store
+        self.cache = ModelCache(settings.model_refresh_seconds)
+        self.metrics = ServiceMetrics()
+        self.started = time.time()
+        self.specs: dict[str, DatasetSpec] = {name: load_spec(name) for name in list_specs()}
+
+
+class OutcomeIn(BaseModel):
+    student_id: str = Field(max_length=200)
+    outcome: str | float = Field(
+        description="The real outcome: a class label or a value (e.g. a final grade)."
+    )
+    task: str | None = None
+    event_id: str | None = Field(default=None, max_length=200)
+
+
+class OutcomesIn(BaseModel):
+    outcomes: list[OutcomeIn] = Field(min_length=1, max_length=10_000)
+
+
+class InterventionIn(BaseModel):
+    student_id: str = Field(max_length=200)
+    type: str = Field(
+        max_length=100, description="A type from the institution's catalogue (RETAIN_INTERVENTION_TYPES)."
+    )
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class FeedbackIn(BaseModel):
+    prediction_id: str = Field(max_length=64)
+    reason: str = Field(min_length=1, max_length=2000)
+    useful: bool | None = False
+
+
+def create_app(
+    settings: Settings | None = None, auth: Authenticator | None = None, store: Store | None = None
+) -> FastAPI:
+    """Build the service. ``auth`` checks API keys (default: the key store)."""
+    s = settings or get_settings()
+    registry.configure(s)
+    store = store or Store.from_settings(s)
+    state = _State(s, auth or store, store)
+    app = FastAPI(
+        title="Retain",
+        version=__version__,
+        description="Student early-warning predictions, explanations and what-if analysis. "
+        "Authenticate with the `X-API-Key` header.",
+    )
+    app.state.retain = state
+    if s.api_cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=s.api_cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+
+    @app.middleware("http")
+    async def limits_and_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > s.api_max_body_bytes:
+            return JSONResponse(
+                {"detail": f"request body of {length} bytes exceeds the limit of {s.api_max_body_bytes}"},
+                status_code=413,
+            )
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        state.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        state.metrics.latency.labels(path, request.method).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "the database is unavailable; nothing was stored, please retry"}, status_code=503
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            {
+                "field": ".".join(str(p) for p in err.get("loc", ())[1:]) or "body",
+                "problem": err.get("msg", ""),
+            }
+            for err in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    def principal(key: Annotated[str | None, Depends(_api_key)]) -> Principal:
+        if not key:
+            raise HTTPException(401, "missing X-API-Key header")
+        found = state.auth.authenticate(key)
+        if found is None:
+            raise HTTPException(401, "unknown, expired or revoked API key")
+        return found
+
+    def advisor(p: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not has_role(p, "advisor"):
+            raise HTTPException(403, "this key may not do that")
+        return p
+
+    def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not has_role(p, "admin"):
+            raise HTTPException(403, "admin role required")
+        return p
+
+    def _resolve(
+        spec: DatasetSpec, task: str | None, stage: str | None, present: set[str]
+    ) -> tuple[str, str]:
+        try:
+            t = spec.task(task) if task else spec.tasks[0]
+            if stage is None:
+                stage = spec.infer_stage(t.name, present)
+            elif stage not in t.stages:
+                raise SpecError(f"task {t.name!r} has no stage {stage!r}; stages: {t.stages}")
+        except SpecError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return t.name, stage
+
+    def _predictor(spec: DatasetSpec, task: str, stage: str) -> Predictor:
+        try:
+            return state.cache.get(spec, task, stage)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    def _present(records: list[dict[str, Any]]) -> set[str]:
+        """Fields every record sent (an explicit null counts: it is a missing value to impute)."""
+        present = set(records[0])
+        for record in records[1:]:
+            present &= set(record)
+        return present
+
+    def _require_fields(spec: DatasetSpec, task: str, stage: str, records: list[dict[str, Any]]) -> None:
+        needed = spec.features(task, stage)
+        for position, record in enumerate(records, start=1):
+            missing = [f for f in needed if f not in record]
+            if missing:
+                detail = [
+                    {
+                        "field": f,
+                        "problem": "missing field",
+                        "students": [position],
+                        "expected": f"a value for stage {stage!r} (null if unknown)",
+                    }
+                    for f in missing
+                ]
+                raise HTTPException(422, detail)
+
+    def add_dataset_routes(spec: DatasetSpec) -> None:
+        predict_model = schemas.predict_request_model(spec, s.api_max_batch)
+        whatif_model = schemas.whatif_request_model(spec)
+
+        async def predict(body: Any, who: Annotated[Principal, Depends(advisor)]) -> schemas.PredictResponse:
+            records = [st.model_dump(exclude_unset=True) for st in body.students]
+            task, stage = _resolve(spec, body.task, body.stage, _present(records))
+            _require_fields(spec, task, stage, records)
+            predictor = _predictor(spec, task, stage)
+            try:
+                typed = predictor.prepare(records)
+            except DataValidationError as exc:
+                raise HTTPException(422, _validation_detail(exc)) from None
+            frame = predictor.predict(typed)
+            outputs = [_row_output(predictor, row) for _, row in frame.iterrows()]
+            stored = state.store.record_predictions(
+                _records_for_store(spec, predictor, typed, frame, outputs, body.event_id)
+            )
+            for out, saved in zip(outputs, stored, strict=True):
+                out["prediction_id"] = saved.id
+                if not saved.created:  # a repeated event id: answer with what was stored then
+                    out.update(risk_score=saved.risk_score, risk_band=saved.risk_band, duplicate=True)
+            if body.explain:
+                for out, found in zip(
+                    outputs, reasons(spec, predictor.model, typed, body.top_k), strict=True
+                ):
+                    out["reasons"] = [r.to_dict() for r in found]
+            for band, count in frame["risk_band"].value_counts().items():
+                state.metrics.predictions.labels(predictor.model_name, str(band)).inc(int(count))
+            state.metrics.model_info.labels(predictor.model_name, str(predictor.version)).set(1)
+            return schemas.PredictResponse(predictions=[schemas.Prediction(**o) for o in outputs])
+
+        async def what_if(body: Any, who: Annotated[Principal, Depends(advisor)]) -> dict[str, Any]:
+            record = body.student.model_dump(exclude_unset=True)
+            task, stage = _resolve(spec, body.task, body.stage, set(record))
+            _require_fields(spec, task, stage, [record])
+            predictor = _predictor(spec, task, stage)
+            try:
+                student = predictor.prepare([record])
+                changed = apply_changes(spec, predictor.model, student, dict(body.changes))
+            except DataValidationError as exc:
+                raise HTTPException(422, _validation_detail(exc)) from None
+            except WhatIfError as exc:
+                raise HTTPException(422, str(exc)) from None
+            before = predictor.model.score(student)
+            after = predictor.model.score(changed)
+            suggestions = counterfactuals(
+                spec,
+                spec.task(task),
+                predictor.model,
+                changed,
+                max_changes=body.max_changes,
+            )
+            return {
+                "student_id": str(student["student_id"].iloc[0]),
+                "model_name": predictor.model_name,
+                "model_version": predictor.version,
+                "before": {"risk_score": float(before.risk[0]), "risk_band": str(before.band[0])},
+                "after": {"risk_score": float(after.risk[0]), "risk_band": str(after.band[0])},
+                "actionable": [f for f in spec.actionable if f in predictor.model.features],
+                "counterfactuals": [c.to_dict() for c in suggestions],
+            }
+
+        predict.__annotations__["body"] = predict_model  # the spec-generated model documents the body
+        what_if.__annotations__["body"] = whatif_model
+        app.post(
+            f"/v1/{spec.name}/predict",
+            response_model=schemas.PredictResponse,
+            tags=[spec.name],
+            summary=f"Risk predictions: {spec.title}",
+        )(predict)
+        app.post(
+            f"/v1/{spec.name}/what-if", tags=[spec.name], summary=f"What-if and counterfactuals: {spec.title}"
+        )(what_if)
+
+    for spec in state.specs.values():
+        add_dataset_routes(spec)
+
+    @app.post("/v1/{dataset}/predict", include_in_schema=False)
+    async def unknown_dataset(dataset: str) -> None:
+        raise HTTPException(404, f"unknown dataset {dataset!r}; known: {sorted(state.specs)}")
+
+    def _spec(dataset: str) -> DatasetSpec:
+        if dataset not in state.specs:
+            raise HTTPException(404, f"unknown dataset {dataset!r}; known: {sorted(state.specs)}")
+        return state.specs[dataset]
+
+    @app.post("/v1/{dataset}/outcomes", tags=["feedback loop"], summary="Record real outcomes (labels).")
+    async def outcomes(
+        dataset: str, body: OutcomesIn, who: Annotated[Principal, Depends(advisor)]
+    ) -> dict[str, Any]:
+        spec = _spec(dataset)
+        ids = []
+        for item in body.outcomes:
+            if item.task is not None and item.task not in [t.name for t in spec.tasks]:
+                raise HTTPException(422, f"task: unknown task {item.task!r}")
+            ids.append(
+                state.store.record_outcome(
+                    dataset,
+                    item.student_id,
+                    item.outcome,
+                    task=item.task,
+                    event_id=item.event_id,
+                    scope=who.scope,
+                )
+            )
+        return {"recorded": len(ids), "ids": ids}
+
+    @app.post("/v1/{dataset}/interventions", tags=["feedback loop"], summary="Record an intervention.")
+    async def interventions(
+        dataset: str, body: InterventionIn, who: Annotated[Principal, Depends(advisor)]
+    ) -> dict[str, Any]:
+        _spec(dataset)
+        if body.type not in s.intervention_types:
+            raise HTTPException(422, f"type: {body.type!r} is not in the catalogue {s.intervention_types}")
+        try:
+            new_id = state.store.record_intervention(
+                dataset, body.student_id, body.type, note=body.note, scope=who.scope
+            )
+        except AccessDeniedError:
+            raise HTTPException(404, "student_id: no such student in your caseload") from None
+        return {"id": new_id}
+
+    @app.post(
+        "/v1/{dataset}/feedback",
+        tags=["feedback loop"],
+        summary="'This prediction is not useful', with a reason.",
+    )
+    async def feedback(
+        dataset: str, body: FeedbackIn, who: Annotated[Principal, Depends(advisor)]
+    ) -> dict[str, Any]:
+        _spec(dataset)
+        try:
+            new_id = state.store.record_feedback(
+                body.prediction_id, body.reason, useful=body.useful, scope=who.scope
+            )
+        except LookupError:
+            raise HTTPException(404, "prediction_id: no such prediction in your caseload") from None
+        return {"id": new_id}
+
+    @app.get(
+        "/v1/{dataset}/students", tags=["students"], summary="The caseload: students ranked by latest risk."
+    )
+    async def students(
+        dataset: str,
+        who: Annotated[Principal, Depends(advisor)],
+        task: str | None = None,
+        band: Annotated[list[str] | None, Query()] = None,
+        programme: str | None = None,
+        cohort: str | None = None,
+        stage: str | None = None,
+        rising: bool = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        _spec(dataset)
+        for b in band or []:
+            if b not in ("low", "medium", "high"):
+                raise HTTPException(422, f"band: {b!r} is not one of low, medium, high")
+        page = state.store.caseload(
+            dataset,
+            scope=who.scope,
+            task=task,
+            band=band,
+            programme=programme,
+            cohort=cohort,
+            stage=stage,
+            rising=rising,
+            limit=limit,
+            offset=offset,
+        )
+        return {
+            "total": page.total,
+            "students": [
+                {
+                    k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                    for k, v in e.__dict__.items()
+                    if k != "student_key"
+                }
+                for e in page.entries
+            ],
+        }
+
+    @app.get("/v1/{dataset}/students/{student_id}", tags=["students"], summary="One student's history.")
+    async def student(
+        dataset: str, student_id: str, who: Annotated[Principal, Depends(advisor)]
+    ) -> dict[str, Any]:
+        _spec(dataset)
+        try:
+            history = state.store.student_history(dataset, student_id, who.scope)
+        except (AccessDeniedError, LookupError):
+            raise HTTPException(404, "student_id: no such student in your caseload") from None
+        return {
+            "student_id": student_id,
+            "dataset": dataset,
+            "name": history.roster.name if history.roster else None,
+            "programme": history.roster.programme if history.roster else None,
+            "predictions": [p.to_dict() for p in history.predictions],
+            "interventions": [i.__dict__ | {"at": i.at.isoformat()} for i in history.interventions],
+            "outcomes": [o.__dict__ | {"recorded_at": o.recorded_at.isoformat()} for o in history.outcomes],
+            "feedback": [f.__dict__ | {"at": f.at.isoformat()} for f in history.feedback],
+        }
+
+    @app.get("/v1/models", response_model=list[schemas.ModelVersion], tags=["models"])
+    async def models(who: Annotated[Principal, Depends(advisor)]) -> list[schemas.ModelVersion]:
+        return [
+            schemas.ModelVersion(name=v.name, version=v.version, aliases=list(v.aliases), metrics=v.metrics)
+            for v in registry.list_versions()
+        ]
+
+    @app.post("/v1/models/{name}/promote", tags=["models"])
+    async def promote(
+        name: str,
+        version: int,
+        who: Annotated[Principal, Depends(admin)],
+        force: bool = False,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        from retain.training.promote import promote as run_promote
+
+        try:
+            decision = run_promote(name, version, force=force, reason=reason)
+        except (LookupError, SpecError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from None
+        state.cache.invalidate(name)
+        state.store.audit(
+            "model.promote",
+            scope=who.scope,
+            details={
+                "model": name,
+                "version": version,
+                "force": force,
+                "reason": reason,
+                "promoted": decision.promote,
+            },
+        )
+        return decision.to_dict()
+
+    @app.post("/v1/models/{name}/rollback", tags=["models"])
+    async def rollback(name: str, who: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+        try:
+            version = registry.rollback(name)
+        except LookupError as exc:
+            raise HTTPException(422, str(exc)) from None
+        state.cache.invalidate(name)
+        state.store.audit("model.rollback", scope=who.scope, details={"model": name, "version": version})
+        return {"name": name, "champion": version}
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "uptime_s": round(time.time() - state.started, 1)}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz(response: Response) -> dict[str, Any]:
+        champions = {}
+        for spec in state.specs.values():
+            for t in spec.tasks:
+                for st in t.stages:
+                    champions[spec.model_name(t.name, st)] = registry.champion_version(
+                        spec.model_name(t.name, st)
+                    )
+        try:
+            state.store.authenticate("readiness-probe")
+            database = True
+        except OperationalError:
+            database = False
+        ready = database and any(v is not None for v in champions.values())
+        if not ready:
+            response.status_code = 503
+        return {"ready": ready, "database": database, "champions": champions, "loaded": state.cache.loaded()}
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/ping", tags=["operations"], summary="Trivial authenticated endpoint (benchmarks).")
+    async def ping(who: Annotated[Principal, Depends(advisor)]) -> dict[str, str]:
+        return {"pong": who.role}
+
+    return app

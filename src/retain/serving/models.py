@@ -1,0 +1,62 @@
+"""Loaded champions, refreshed without a restart when the ``champion`` alias moves."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from retain.data.spec import DatasetSpec
+from retain.predictor import Predictor
+from retain.training import registry
+
+
+@dataclass
+class _Entry:
+    predictor: Predictor
+    checked_at: float
+
+
+class ModelCache:
+    """Predictors by registered name; each re-checks its alias at most every ``refresh_seconds``."""
+
+    def __init__(self, refresh_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: DatasetSpec, task: str, stage: str) -> Predictor:
+        """The champion of ``{dataset}.{task}.{stage}`` (raises LookupError when there is none)."""
+        name = spec.model_name(task, stage)
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None and now - entry.checked_at < self.refresh_seconds:
+                return entry.predictor
+        current = registry.champion_version(name)
+        if current is None:
+            raise LookupError(
+                f"no champion model {name!r}; train it with `retain train --dataset {spec.name}`"
+            )
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None and entry.predictor.version == current:
+                entry.checked_at = now
+                return entry.predictor
+        predictor = Predictor.from_registry(spec.name, task, stage)
+        with self._lock:
+            self._entries[name] = _Entry(predictor, now)
+        return predictor
+
+    def invalidate(self, name: str | None = None) -> None:
+        with self._lock:
+            if name is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(name, None)
+
+    def loaded(self) -> dict[str, int | None]:
+        with self._lock:
+            return {name: entry.predictor.version for name, entry in self._entries.items()}
