@@ -45,13 +45,15 @@ def _transformed(model: RiskModel, frame: pd.DataFrame) -> pd.DataFrame:
     return prep.transform(frame.reindex(columns=model.features))
 
 
-def _native_contributions(model: RiskModel, Xt: pd.DataFrame) -> np.ndarray | None:
+def _native_contributions(model: RiskModel, Xt: pd.DataFrame | np.ndarray) -> np.ndarray | None:
     """(n, f) contributions to the model output for the adverse class (or the value)."""
     estimator = model.pipeline.named_steps["model"]
     n, f = Xt.shape
     name = type(estimator).__name__
     if name.startswith("LGBM"):
-        raw = np.asarray(estimator.predict(Xt, pred_contrib=True), dtype=float)
+        raw = np.asarray(
+            estimator.booster_.predict(np.asarray(Xt, dtype=float), pred_contrib=True), dtype=float
+        )
         if raw.shape[1] == f + 1:
             return raw[:, :f]
         k = raw.shape[1] // (f + 1)
@@ -69,7 +71,7 @@ def _native_contributions(model: RiskModel, Xt: pd.DataFrame) -> np.ndarray | No
     if hasattr(estimator, "coef_"):
         coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=float))
         row = coef[model.adverse_index] if coef.shape[0] > 1 else coef[0]
-        values = Xt.to_numpy(dtype=float)
+        values = np.asarray(Xt, dtype=float)
         centre = np.asarray(getattr(model, "meta", {}).get("feature_means", np.zeros(f)), dtype=float)
         if centre.shape != (f,):
             centre = np.zeros(f)
@@ -77,14 +79,25 @@ def _native_contributions(model: RiskModel, Xt: pd.DataFrame) -> np.ndarray | No
     return None
 
 
-def contributions(model: RiskModel, frame: pd.DataFrame) -> pd.DataFrame:
+def contributions(
+    model: RiskModel,
+    frame: pd.DataFrame,
+    matrix: np.ndarray | None = None,
+    names: list[str] | None = None,
+) -> pd.DataFrame:
     """Signed contributions per raw feature (and derived feature) for each row of ``frame``.
 
     Positive values raise the model output: the adverse class's score for classification, the
-    predicted value for regression.
+    predicted value for regression. ``matrix``/``names``: the already transformed features (the
+    fast path's), which saves transforming ``frame`` again.
     """
-    Xt = _transformed(model, frame)
-    names = [str(c) for c in Xt.columns]
+    Xt: pd.DataFrame | np.ndarray
+    if matrix is None or names is None:
+        transformed = _transformed(model, frame)
+        names = [str(c) for c in transformed.columns]
+        Xt = transformed
+    else:
+        Xt = matrix
     values = _native_contributions(model, Xt)
     if values is None:
         from retain.evaluation.explain import local_contributions
@@ -118,9 +131,16 @@ def _readable(spec: DatasetSpec, feature: str, row: pd.Series) -> tuple[str, str
     return feature.replace("_", " "), ""
 
 
-def reasons(spec: DatasetSpec, model: RiskModel, frame: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:
+def reasons(
+    spec: DatasetSpec,
+    model: RiskModel,
+    frame: pd.DataFrame,
+    top_k: int = 3,
+    matrix: np.ndarray | None = None,
+    names: list[str] | None = None,
+) -> list[list[Reason]]:
     """The ``top_k`` reasons per student (largest absolute contributions), in plain words."""
-    table = contributions(model, frame)
+    table = contributions(model, frame, matrix, names)
     risk_sign = 1.0 if model.is_classification else -1.0  # a higher value means a lower risk
     out: list[list[Reason]] = []
     for position in range(len(frame)):

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +24,7 @@ from retain.data.spec import DatasetSpec, SpecError, list_specs, load_spec
 from retain.data.validate import DataValidationError
 from retain.evaluation.metrics import slugify
 from retain.explanations import reasons
+from retain.fastpath import FastScorer, UnsupportedModelError, compile_model
 from retain.monitoring.metrics import ServiceMetrics
 from retain.predictor import Predictor
 from retain.serving import schemas
@@ -31,6 +33,7 @@ from retain.serving.security import Authenticator, Principal, has_role
 from retain.settings import Settings, get_settings
 from retain.store.repository import AccessDeniedError, PredictionRecord, Store
 from retain.training import registry
+from retain.training.artifact import Scores
 from retain.whatif import WhatIfError, apply_changes, counterfactuals
 
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -69,11 +72,51 @@ def _row_output(predictor: Predictor, row: pd.Series) -> dict[str, Any]:
     return out
 
 
+def _typed_from_values(
+    spec: DatasetSpec, records: list[dict[str, Any]], values: dict[str, list[Any]]
+) -> pd.DataFrame:
+    """A small typed frame from the fast path's parsed values (for the store and reasons)."""
+    typed = pd.DataFrame(values)
+    ids = [r.get(spec.id.column) for r in records]
+    typed.insert(
+        0,
+        spec.id.column,
+        [str(i) if i is not None else f"{spec.id.prefix}{n:06d}" for n, i in enumerate(ids, start=1)],
+    )
+    for extra in (spec.programme_column, spec.time_column):
+        if extra is not None and extra not in typed.columns:
+            typed[extra] = [r.get(extra) for r in records]
+    return typed
+
+
+def _outputs_from_scores(predictor: Predictor, ids: list[str], scores: Scores) -> list[dict[str, Any]]:
+    model = predictor.model
+    outputs: list[dict[str, Any]] = []
+    for i, student_id in enumerate(ids):
+        out: dict[str, Any] = {
+            "student_id": str(student_id),
+            "task": model.task,
+            "stage": model.stage,
+            "model_name": predictor.model_name,
+            "model_version": predictor.version,
+            "risk_score": float(scores.risk[i]),
+            "risk_band": str(scores.band[i]),
+        }
+        if scores.proba is not None:
+            out["prediction"] = str(scores.predicted[i])
+            out["probabilities"] = {label: float(scores.proba[i, k]) for k, label in enumerate(model.labels)}
+        else:
+            out["prediction"] = float(scores.predicted[i])
+            assert scores.interval is not None
+            out["interval"] = (float(scores.interval[i, 0]), float(scores.interval[i, 1]))
+        outputs.append(out)
+    return outputs
+
+
 def _records_for_store(
     spec: DatasetSpec,
     predictor: Predictor,
     typed: pd.DataFrame,
-    frame: pd.DataFrame,
     outputs: list[dict[str, Any]],
     event_id: str | None,
 ) -> list[PredictionRecord]:
@@ -115,6 +158,7 @@ class _State:
         self.settings = settings
         self.auth = auth
         self.store = store
+        self.scorers: dict[tuple[str, int | None], FastScorer | None] = {}
         self.cache = ModelCache(settings.model_refresh_seconds)
         self.metrics = ServiceMetrics()
         self.started = time.time()
@@ -234,6 +278,16 @@ def create_app(
             raise HTTPException(422, str(exc)) from None
         return t.name, stage
 
+    def _scorer(predictor: Predictor) -> FastScorer | None:
+        """The compiled single-record scorer of a loaded model (None: not supported, use pandas)."""
+        key = (predictor.model_name, predictor.version)
+        if key not in state.scorers:
+            try:
+                state.scorers[key] = compile_model(predictor.spec, predictor.model)
+            except UnsupportedModelError:
+                state.scorers[key] = None
+        return state.scorers[key]
+
     def _predictor(spec: DatasetSpec, task: str, stage: str) -> Predictor:
         try:
             return state.cache.get(spec, task, stage)
@@ -272,26 +326,37 @@ def create_app(
             task, stage = _resolve(spec, body.task, body.stage, _present(records))
             _require_fields(spec, task, stage, records)
             predictor = _predictor(spec, task, stage)
-            try:
-                typed = predictor.prepare(records)
-            except DataValidationError as exc:
-                raise HTTPException(422, _validation_detail(exc)) from None
-            frame = predictor.predict(typed)
-            outputs = [_row_output(predictor, row) for _, row in frame.iterrows()]
+            scorer = _scorer(predictor)
+            values = scorer.parse(records) if scorer is not None else None
+            matrix: np.ndarray | None = None
+            if scorer is not None and values is not None:  # the fast path: same results, no pandas
+                matrix = scorer.transform(records)
+                scores = scorer.score_matrix(matrix)
+                typed = _typed_from_values(spec, records, values)
+                outputs = _outputs_from_scores(predictor, typed[spec.id.column].tolist(), scores)
+            else:
+                try:
+                    typed = predictor.prepare(records)
+                except DataValidationError as exc:
+                    raise HTTPException(422, _validation_detail(exc)) from None
+                frame = predictor.predict(typed)
+                outputs = [_row_output(predictor, row) for _, row in frame.iterrows()]
             stored = state.store.record_predictions(
-                _records_for_store(spec, predictor, typed, frame, outputs, body.event_id)
+                _records_for_store(spec, predictor, typed, outputs, body.event_id)
             )
             for out, saved in zip(outputs, stored, strict=True):
                 out["prediction_id"] = saved.id
                 if not saved.created:  # a repeated event id: answer with what was stored then
                     out.update(risk_score=saved.risk_score, risk_band=saved.risk_band, duplicate=True)
             if body.explain:
-                for out, found in zip(
-                    outputs, reasons(spec, predictor.model, typed, body.top_k), strict=True
-                ):
+                names = scorer.feature_names_out if scorer is not None and matrix is not None else None
+                found_all = reasons(spec, predictor.model, typed, body.top_k, matrix=matrix, names=names)
+                for out, found in zip(outputs, found_all, strict=True):
                     out["reasons"] = [r.to_dict() for r in found]
-            for band, count in frame["risk_band"].value_counts().items():
-                state.metrics.predictions.labels(predictor.model_name, str(band)).inc(int(count))
+            for band in ("low", "medium", "high"):
+                count = sum(1 for o in outputs if o["risk_band"] == band)
+                if count:
+                    state.metrics.predictions.labels(predictor.model_name, band).inc(count)
             state.metrics.model_info.labels(predictor.model_name, str(predictor.version)).set(1)
             return schemas.PredictResponse(predictions=[schemas.Prediction(**o) for o in outputs])
 

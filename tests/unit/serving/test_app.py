@@ -205,3 +205,27 @@ def test_openapi_documents_fields_with_codes(client: TestClient) -> None:
     student = schema["components"]["schemas"]["DropoutStudent"]["properties"]
     assert "Codes: 1 = single" in student["marital_status"]["description"]
     assert "units_2nd_sem_approved" in student
+
+
+def test_api_results_equal_the_batch_predictor(client: TestClient, trained_home: Path) -> None:
+    from retain.predictor import Predictor
+
+    students = _students(20, seed=17)
+    response = client.post(
+        "/v1/dropout/predict", json={"students": students, "task": "dropout"}, headers=ADVISOR
+    )
+    assert response.status_code == 200, response.text
+    api = response.json()["predictions"]
+    predictor = Predictor.from_registry("dropout", "dropout", "semester_1")
+    batch = predictor.predict(students)
+    assert [p["student_id"] for p in api] == batch["student_id"].tolist()
+    assert [p["risk_score"] for p in api] == pytest.approx(batch["risk_score"].tolist(), abs=1e-12)
+    assert [p["risk_band"] for p in api] == batch["risk_band"].tolist()
+
+
+def test_repeated_event_id_is_not_stored_twice(client: TestClient) -> None:
+    body = {"students": _students(1, seed=23), "task": "dropout", "event_id": "evt-42"}
+    first = client.post("/v1/dropout/predict", json=body, headers=ADVISOR).json()["predictions"][0]
+    second = client.post("/v1/dropout/predict", json=body, headers=ADVISOR).json()["predictions"][0]
+    assert first["prediction_id"] == second["prediction_id"]
+    assert second.get("duplicate") is True and not first.get("duplicate")
