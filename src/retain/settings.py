@@ -86,6 +86,9 @@ class Settings(BaseSettings):
         ],
         description="The institution's intervention catalogue.",
     )
+    api_key_cache_seconds: float = Field(
+        default=5.0, description="How long a checked API key is trusted before the store is asked again."
+    )
     model_refresh_seconds: float = Field(
         default=30.0, description="How often served models check for a new champion."
     )

@@ -4,6 +4,7 @@
 page documents every field. All scoring goes through ``retain.predictor.Predictor``.
 """
 
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -121,11 +122,14 @@ def _records_for_store(
     event_id: str | None,
 ) -> list[PredictionRecord]:
     records: list[PredictionRecord] = []
-    features = typed.reindex(columns=predictor.features)
+    features = typed.reindex(columns=predictor.features).to_dict(orient="records")
+    programme = spec.programme_column
+    cohort = spec.time_column
+    extras = typed.reindex(columns=[c for c in (programme, cohort) if c is not None]).to_dict(
+        orient="records"
+    )
     for position, out in enumerate(outputs):
-        row = typed.iloc[position]
-        programme = spec.programme_column
-        cohort = spec.time_column
+        row = extras[position]
         records.append(
             PredictionRecord(
                 student_id=out["student_id"],
@@ -143,7 +147,7 @@ def _records_for_store(
                 event_id=None
                 if event_id is None
                 else (event_id if len(outputs) == 1 else f"{event_id}/{position}"),
-                features={str(k): (None if pd.isna(v) else v) for k, v in features.iloc[position].items()},
+                features={str(k): (None if pd.isna(v) else v) for k, v in features[position].items()},
                 programme=None
                 if programme is None or pd.isna(row.get(programme))
                 else str(row.get(programme)),
@@ -247,12 +251,23 @@ def create_app(
         ]
         return JSONResponse({"detail": detail}, status_code=422)
 
+    auth_cache: dict[str, tuple[Principal, float]] = {}
+
     def principal(key: Annotated[str | None, Depends(_api_key)]) -> Principal:
         if not key:
             raise HTTPException(401, "missing X-API-Key header")
+        now = time.monotonic()
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        cached = auth_cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         found = state.auth.authenticate(key)
         if found is None:
+            auth_cache.pop(digest, None)
             raise HTTPException(401, "unknown, expired or revoked API key")
+        if len(auth_cache) > 10_000:
+            auth_cache.clear()
+        auth_cache[digest] = (found, now + s.api_key_cache_seconds)
         return found
 
     def advisor(p: Annotated[Principal, Depends(principal)]) -> Principal:
