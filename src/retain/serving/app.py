@@ -4,6 +4,7 @@
 page documents every field. All scoring goes through ``retain.predictor.Predictor``.
 """
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from retain.serving import schemas
 from retain.serving.models import ModelCache
 from retain.serving.security import Authenticator, Principal, has_role
 from retain.settings import Settings, get_settings
+from retain.store.group_commit import GroupCommitWriter
 from retain.store.repository import AccessDeniedError, PredictionRecord, Store
 from retain.training import registry
 from retain.training.artifact import Scores
@@ -163,6 +165,7 @@ class _State:
         self.auth = auth
         self.store = store
         self.scorers: dict[tuple[str, int | None], FastScorer | None] = {}
+        self.writer = GroupCommitWriter(store)
         self.cache = ModelCache(settings.model_refresh_seconds)
         self.metrics = ServiceMetrics()
         self.started = time.time()
@@ -356,8 +359,8 @@ def create_app(
                     raise HTTPException(422, _validation_detail(exc)) from None
                 frame = predictor.predict(typed)
                 outputs = [_row_output(predictor, row) for _, row in frame.iterrows()]
-            stored = state.store.record_predictions(
-                _records_for_store(spec, predictor, typed, outputs, body.event_id)
+            stored = await asyncio.wrap_future(
+                state.writer.submit(_records_for_store(spec, predictor, typed, outputs, body.event_id))
             )
             for out, saved in zip(outputs, stored, strict=True):
                 out["prediction_id"] = saved.id

@@ -1,0 +1,92 @@
+"""Group commit: predictions from concurrent requests share one transaction.
+
+Each request hands its rows to ``GroupCommitWriter.submit`` and waits on the returned future; a
+single writer thread takes everything queued (up to ``max_rows``, waiting at most ``max_wait_s``
+for more once it has work), stores it in one transaction, and resolves every future only after
+the commit. Nothing is acknowledged before it is durable; a failed commit fails every request in
+the group (each can be retried: writes are idempotent by event id).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+from retain.store.repository import PredictionRecord, Store, StoredPrediction
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    """A writer thread that batches ``Store.record_predictions`` calls across callers."""
+
+    def __init__(self, store: Store, max_rows: int = 5000, max_wait_s: float = 0.002) -> None:
+        self.store = store
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_s
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="retain-group-commit", daemon=True)
+        self._thread.start()
+        self.groups = 0
+        self.rows = 0
+
+    def submit(self, rows: Sequence[PredictionRecord]) -> Future[list[StoredPrediction]]:
+        """Queue rows; the future resolves to their stored predictions after the commit."""
+        future: Future[list[StoredPrediction]] = Future()
+        if not rows:
+            future.set_result([])
+            return future
+        self._queue.put((list(rows), future))
+        return future
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish what is queued, then stop the thread."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            count = len(first[0])  # type: ignore[index]
+            deadline = time.monotonic() + self.max_wait_s
+            while count < self.max_rows:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = (
+                        self._queue.get(timeout=max(remaining, 0.0))
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+                count += len(item[0])  # type: ignore[index]
+            self._commit(batch)
+
+    def _commit(self, batch: list[object]) -> None:
+        rows: list[PredictionRecord] = []
+        for item in batch:
+            rows.extend(item[0])  # type: ignore[index]
+        try:
+            stored = self.store.record_predictions(rows)
+        except BaseException as exc:  # every waiting request learns the commit failed
+            for item in batch:
+                item[1].set_exception(exc)  # type: ignore[index]
+            return
+        self.groups += 1
+        self.rows += len(rows)
+        start = 0
+        for item in batch:
+            n = len(item[0])  # type: ignore[index]
+            item[1].set_result(stored[start : start + n])  # type: ignore[index]
+            start += n
