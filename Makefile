@@ -24,8 +24,8 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml requirements.lock
 
 install: $(VENV)/.installed ## Create the virtual environment and install Retain with dev tools
 
-demo: install ## The main job: train and register every model (example or synthetic data), print a summary
-	$(BIN)/retain demo
+demo: install ## The main job: train and register every model (example or synthetic data), then serve the API
+	$(BIN)/retain demo --serve
 
 lint: install ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check src tests

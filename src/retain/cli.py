@@ -624,8 +624,9 @@ def serve(
 @app.command()
 def demo(
     rows: Annotated[int, typer.Option(help="Synthetic rows per dataset when no data is present.")] = 2000,
+    serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="Then start the API.")] = False,
 ) -> None:
-    """Train what is not trained yet (synthetic data where none is present) and summarise."""
+    """Train what is not trained yet (synthetic data where none is present), summarise, and serve."""
     _quiet_libraries()
     from retain.demo import run_demo
 
@@ -635,6 +636,23 @@ def demo(
     for row in summary:
         table.add_row(row["model"], str(row["version"]), row["data"], row["metrics"])
     out.print(table)
+    if not serve_api:
+        return
+    from retain.settings import get_settings
+
+    s = get_settings()
+    store = _store()
+    _, advisor_key = store.create_key(
+        "advisor", programmes=["9254", "9500", "9147", "GP", "MS"], name="demo advisor", expires_in_days=7
+    )
+    _, admin_key = store.create_key("admin", name="demo admin", expires_in_days=7)
+    store.close()
+    url = f"http://{s.api_host}:{s.api_port}"
+    out.print(f"\nAPI: {url}   (OpenAPI page: {url}/docs)")
+    out.print(f"advisor key (7 days): {advisor_key}")
+    out.print(f"admin key (7 days):   {admin_key}")
+    out.print(f"try: curl -s -H 'X-API-Key: {advisor_key}' {url}/v1/models | head -c 400\nstop with Ctrl-C")
+    serve(None, None, None)
 
 
 def main() -> None:  # pragma: no cover - console entry point
