@@ -124,8 +124,9 @@ def normalize_codes(values: pd.Series) -> pd.Series:
         return out.astype(object)
     text = values.astype(str).str.strip()
     as_num = pd.to_numeric(text, errors="coerce")
-    integral = as_num.notna() & (as_num == np.floor(as_num.fillna(0)))
-    text = text.where(~integral, as_num.fillna(0).astype("int64").astype(str))
+    finite = as_num.notna() & np.isfinite(as_num.fillna(0))  # "inf" is text, not a number code
+    integral = finite & (as_num == np.floor(as_num.where(finite, 0)))
+    text = text.where(~integral, as_num.where(integral, 0).astype("int64").astype(str))
     return text.astype(object)
 
 

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
+from mlflow.exceptions import MlflowException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
@@ -127,8 +128,11 @@ def _records_for_store(
     features = typed.reindex(columns=predictor.features).to_dict(orient="records")
     programme = spec.programme_column
     cohort = spec.time_column
-    extras = typed.reindex(columns=[c for c in (programme, cohort) if c is not None]).to_dict(
-        orient="records"
+    extra_columns = [c for c in (programme, cohort) if c is not None]
+    extras = (
+        typed.reindex(columns=extra_columns).to_dict(orient="records")
+        if extra_columns
+        else [{}] * len(outputs)
     )
     for position, out in enumerate(outputs):
         row = extras[position]
@@ -570,6 +574,8 @@ def create_app(
             decision = run_promote(name, version, force=force, reason=reason)
         except (LookupError, SpecError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from None
+        except MlflowException as exc:
+            raise HTTPException(404, f"model {name!r} version {version}: {exc.message}") from None
         state.cache.invalidate(name)
         state.store.audit(
             "model.promote",
@@ -590,6 +596,8 @@ def create_app(
             version = registry.rollback(name)
         except LookupError as exc:
             raise HTTPException(422, str(exc)) from None
+        except MlflowException as exc:
+            raise HTTPException(404, f"model {name!r}: {exc.message}") from None
         state.cache.invalidate(name)
         state.store.audit("model.rollback", scope=who.scope, details={"model": name, "version": version})
         return {"name": name, "champion": version}
