@@ -47,6 +47,14 @@ tune: install ## Optuna search for every model (slow; writes configs/params.yaml
 bench: install ## Benchmarks (prints what they measure)
 	$(BIN)/python benchmarks/train_all.py
 
+loadtest-env: ## Locust in its own venv (.venv-loadtest); its pins fight the app's
+	$(PYTHON) -m venv .venv-loadtest
+	.venv-loadtest/bin/pip install -q -r loadtest/requirements.txt
+	.venv-loadtest/bin/pip install -q --no-deps -e .
+
+bench-api: install ## API load benchmark with wrk (Debian package wrk)
+	$(BIN)/python benchmarks/api_load.py
+
 lock: install ## Refresh the constraints file from the environment
 	$(BIN)/pip list --format=freeze --exclude-editable | grep -vE '^(retain|pip|setuptools|wheel)==' > requirements.lock.new
 	{ echo '# Constraints for reproducible installs: pip install -c requirements.lock -e ".[dev]" (regenerate: make lock)'; cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
@@ -58,4 +66,4 @@ format: install ## Apply ruff formatting and fixes
 clean: ## Remove caches and local state (.retain)
 	rm -rf .retain .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test test-fast train-all tune bench lock format clean
+.PHONY: help install demo lint test test-fast train-all tune bench bench-api loadtest-env lock format clean
