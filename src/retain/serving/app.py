@@ -117,25 +117,23 @@ def _outputs_from_scores(predictor: Predictor, ids: list[str], scores: Scores) -
     return outputs
 
 
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
 def _records_for_store(
     spec: DatasetSpec,
     predictor: Predictor,
-    typed: pd.DataFrame,
+    rows: list[dict[str, Any]],
     outputs: list[dict[str, Any]],
     event_id: str | None,
 ) -> list[PredictionRecord]:
+    """Store rows from per-student feature values (model features plus programme and cohort)."""
     records: list[PredictionRecord] = []
-    features = typed.reindex(columns=predictor.features).to_dict(orient="records")
     programme = spec.programme_column
     cohort = spec.time_column
-    extra_columns = [c for c in (programme, cohort) if c is not None]
-    extras = (
-        typed.reindex(columns=extra_columns).to_dict(orient="records")
-        if extra_columns
-        else [{}] * len(outputs)
-    )
     for position, out in enumerate(outputs):
-        row = extras[position]
+        row = rows[position]
         records.append(
             PredictionRecord(
                 student_id=out["student_id"],
@@ -153,14 +151,41 @@ def _records_for_store(
                 event_id=None
                 if event_id is None
                 else (event_id if len(outputs) == 1 else f"{event_id}/{position}"),
-                features={str(k): (None if pd.isna(v) else v) for k, v in features[position].items()},
+                features={f: (None if _missing(row.get(f)) else row.get(f)) for f in predictor.features},
                 programme=None
-                if programme is None or pd.isna(row.get(programme))
+                if programme is None or _missing(row.get(programme))
                 else str(row.get(programme)),
-                cohort=None if cohort is None or pd.isna(row.get(cohort)) else str(row.get(cohort)),
+                cohort=None if cohort is None or _missing(row.get(cohort)) else str(row.get(cohort)),
             )
         )
     return records
+
+
+def _rows_from_frame(spec: DatasetSpec, predictor: Predictor, typed: pd.DataFrame) -> list[dict[str, Any]]:
+    extra = [
+        c for c in (spec.programme_column, spec.time_column) if c is not None and c not in predictor.features
+    ]
+    frame = typed.reindex(columns=[*predictor.features, *extra])
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _rows_from_values(
+    spec: DatasetSpec, records: list[dict[str, Any]], values: dict[str, list[Any]]
+) -> list[dict[str, Any]]:
+    columns = list(values)
+    extra = [c for c in (spec.programme_column, spec.time_column) if c is not None and c not in values]
+    out: list[dict[str, Any]] = []
+    for i, record in enumerate(records):
+        row = {c: values[c][i] for c in columns}
+        for c in extra:
+            row[c] = record.get(c)
+        out.append(row)
+    return out
+
+
+def _ids(spec: DatasetSpec, records: list[dict[str, Any]]) -> list[str]:
+    ids = [r.get(spec.id.column) for r in records]
+    return [str(i) if i is not None else f"{spec.id.prefix}{n:06d}" for n, i in enumerate(ids, start=1)]
 
 
 class _State:
@@ -351,11 +376,12 @@ def create_app(
             scorer = _scorer(predictor)
             values = scorer.parse(records) if scorer is not None else None
             matrix: np.ndarray | None = None
+            typed: pd.DataFrame | None = None
             if scorer is not None and values is not None:  # the fast path: same results, no pandas
                 matrix = scorer.transform(records)
                 scores = scorer.score_matrix(matrix)
-                typed = _typed_from_values(spec, records, values)
-                outputs = _outputs_from_scores(predictor, typed[spec.id.column].tolist(), scores)
+                outputs = _outputs_from_scores(predictor, _ids(spec, records), scores)
+                rows = _rows_from_values(spec, records, values)
             else:
                 try:
                     typed = predictor.prepare(records)
@@ -363,8 +389,9 @@ def create_app(
                     raise HTTPException(422, _validation_detail(exc)) from None
                 frame = predictor.predict(typed)
                 outputs = [_row_output(predictor, row) for _, row in frame.iterrows()]
+                rows = _rows_from_frame(spec, predictor, typed)
             stored = await asyncio.wrap_future(
-                state.writer.submit(_records_for_store(spec, predictor, typed, outputs, body.event_id))
+                state.writer.submit(_records_for_store(spec, predictor, rows, outputs, body.event_id))
             )
             for out, saved in zip(outputs, stored, strict=True):
                 out["prediction_id"] = saved.id
@@ -372,6 +399,9 @@ def create_app(
                     out.update(risk_score=saved.risk_score, risk_band=saved.risk_band, duplicate=True)
             if body.explain:
                 names = scorer.feature_names_out if scorer is not None and matrix is not None else None
+                if typed is None:
+                    assert values is not None
+                    typed = _typed_from_values(spec, records, values)
                 found_all = reasons(spec, predictor.model, typed, body.top_k, matrix=matrix, names=names)
                 for out, found in zip(outputs, found_all, strict=True):
                     out["reasons"] = [r.to_dict() for r in found]
