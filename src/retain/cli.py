@@ -498,12 +498,10 @@ def keys_create(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create an API key; the secret is shown once."""
-    from retain.privacy import pseudonymize
-
     if role not in ("advisor", "admin"):
         _fail(f"role must be advisor or admin, not {role!r}")
     store = _store()
-    caseload = [pseudonymize(sid) for sid in student or []]
+    caseload = list(student or [])  # raw ids: the store pseudonymises them
     key_id, secret = store.create_key(
         role,
         programmes=programme or [],
@@ -563,13 +561,18 @@ def roster_import(
             _fail(
                 f"roster file lacks column(s) {missing}; expected student_id, name, contact, programme, advisor"
             )
-        count = _store().import_roster(frame, dataset=dataset, scope=_cli_scope())
+        try:
+            count = _store().import_roster(frame, dataset=dataset, scope=_cli_scope())
+        except ValueError as exc:
+            _fail(str(exc))
     out.print(f"imported {count} roster rows")
 
 
 @privacy_app.command("purge")
 def privacy_purge(
-    older_than_days: Annotated[int | None, typer.Option(help="Default: RETAIN_RETENTION_DAYS.")] = None,
+    older_than_days: Annotated[
+        int | None, typer.Option(min=0, help="Default: RETAIN_RETENTION_DAYS.")
+    ] = None,
 ) -> None:
     """Delete everything older than the retention period (audited)."""
     counts = _store().purge(older_than_days, scope=_cli_scope())
