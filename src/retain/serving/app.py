@@ -467,8 +467,10 @@ def create_app(
             raise HTTPException(404, f"unknown dataset {dataset!r}; known: {sorted(state.specs)}")
         return state.specs[dataset]
 
+    # Endpoints below touch the store or MLflow synchronously; as plain ``def`` FastAPI runs them
+    # in its thread pool, so a slow query never blocks the event loop.
     @app.post("/v1/{dataset}/outcomes", tags=["feedback loop"], summary="Record real outcomes (labels).")
-    async def outcomes(
+    def outcomes(
         dataset: str, body: OutcomesIn, who: Annotated[Principal, Depends(advisor)]
     ) -> dict[str, Any]:
         spec = _spec(dataset)
@@ -489,7 +491,7 @@ def create_app(
         return {"recorded": len(ids), "ids": ids}
 
     @app.post("/v1/{dataset}/interventions", tags=["feedback loop"], summary="Record an intervention.")
-    async def interventions(
+    def interventions(
         dataset: str, body: InterventionIn, who: Annotated[Principal, Depends(advisor)]
     ) -> dict[str, Any]:
         _spec(dataset)
@@ -508,7 +510,7 @@ def create_app(
         tags=["feedback loop"],
         summary="'This prediction is not useful', with a reason.",
     )
-    async def feedback(
+    def feedback(
         dataset: str, body: FeedbackIn, who: Annotated[Principal, Depends(advisor)]
     ) -> dict[str, Any]:
         _spec(dataset)
@@ -523,7 +525,7 @@ def create_app(
     @app.get(
         "/v1/{dataset}/students", tags=["students"], summary="The caseload: students ranked by latest risk."
     )
-    async def students(
+    def students(
         dataset: str,
         who: Annotated[Principal, Depends(advisor)],
         task: str | None = None,
@@ -564,9 +566,7 @@ def create_app(
         }
 
     @app.get("/v1/{dataset}/students/{student_id}", tags=["students"], summary="One student's history.")
-    async def student(
-        dataset: str, student_id: str, who: Annotated[Principal, Depends(advisor)]
-    ) -> dict[str, Any]:
+    def student(dataset: str, student_id: str, who: Annotated[Principal, Depends(advisor)]) -> dict[str, Any]:
         _spec(dataset)
         try:
             history = state.store.student_history(dataset, student_id, who.scope)
@@ -584,14 +584,14 @@ def create_app(
         }
 
     @app.get("/v1/models", response_model=list[schemas.ModelVersion], tags=["models"])
-    async def models(who: Annotated[Principal, Depends(advisor)]) -> list[schemas.ModelVersion]:
+    def models(who: Annotated[Principal, Depends(advisor)]) -> list[schemas.ModelVersion]:
         return [
             schemas.ModelVersion(name=v.name, version=v.version, aliases=list(v.aliases), metrics=v.metrics)
             for v in registry.list_versions()
         ]
 
     @app.post("/v1/models/{name}/promote", tags=["models"])
-    async def promote(
+    def promote(
         name: str,
         version: int,
         who: Annotated[Principal, Depends(admin)],
@@ -621,7 +621,7 @@ def create_app(
         return decision.to_dict()
 
     @app.post("/v1/models/{name}/rollback", tags=["models"])
-    async def rollback(name: str, who: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+    def rollback(name: str, who: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
         try:
             version = registry.rollback(name)
         except LookupError as exc:
