@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -97,26 +98,50 @@ def canonicalize(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     return frame.rename(columns=renamed)
 
 
+def _row_number_ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{number:06d}" for number in range(1, n + 1)]
+
+
 def derive_student_ids(frame: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
     """Deterministic student ids: row numbers (1-based) or a hash of identifying columns."""
     if spec.id.derive == "hash" and spec.id.hash_columns:
-        parts = frame[spec.id.hash_columns].astype(str).agg("\x1f".join, axis=1)
+        parts = frame.reindex(columns=spec.id.hash_columns).astype(str).agg("\x1f".join, axis=1)
         digests = [hashlib.sha256(p.encode("utf-8")).hexdigest()[:16] for p in parts]
         return pd.Series([f"{spec.id.prefix}{d}" for d in digests], index=frame.index, name=spec.id.column)
-    numbers = range(1, len(frame) + 1)
-    return pd.Series([f"{spec.id.prefix}{n:06d}" for n in numbers], index=frame.index, name=spec.id.column)
+    return pd.Series(_row_number_ids(spec.id.prefix, len(frame)), index=frame.index, name=spec.id.column)
+
+
+def _given(value: object) -> bool:
+    return (
+        value is not None and not (isinstance(value, float) and value != value) and bool(str(value).strip())
+    )
 
 
 def ensure_student_id(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """Add the ``student_id`` column when the file has none."""
+    """The ``student_id`` column as strings; rows without one get a derived id."""
     column = spec.id.column
-    if column in frame.columns:
-        out = frame.copy()
-        out[column] = out[column].astype(str)
-        return out
     out = frame.copy()
-    out.insert(0, column, derive_student_ids(out, spec))
+    if column not in out.columns:
+        out.insert(0, column, derive_student_ids(out, spec))
+        return out
+    given = out[column].map(_given)
+    if given.all():
+        out[column] = out[column].astype(str)
+    else:
+        out[column] = out[column].astype(str).where(given, derive_student_ids(out, spec))
     return out
+
+
+def record_ids(records: Sequence[Mapping[str, object]], spec: DatasetSpec) -> list[str]:
+    """The ids ``ensure_student_id`` gives a list of records, without building a frame when all are given."""
+    given = [r.get(spec.id.column) for r in records]
+    if all(_given(g) for g in given):
+        return [str(g) for g in given]
+    if spec.id.derive == "hash" and spec.id.hash_columns:
+        derived = derive_student_ids(pd.DataFrame(list(records)), spec).tolist()
+    else:
+        derived = _row_number_ids(spec.id.prefix, len(records))
+    return [str(g) if _given(g) else d for g, d in zip(given, derived, strict=True)]
 
 
 def dataset_path(spec: DatasetSpec, data_dir: Path | None = None) -> Path:

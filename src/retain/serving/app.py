@@ -23,9 +23,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 
 from retain import __version__
+from retain.data.load import record_ids
 from retain.data.spec import DatasetSpec, SpecError, list_specs, load_spec
 from retain.data.validate import DataValidationError
-from retain.evaluation.metrics import slugify
 from retain.explanations import reasons
 from retain.fastpath import FastScorer, UnsupportedModelError, compile_model
 from retain.monitoring.metrics import ServiceMetrics
@@ -56,37 +56,12 @@ def _validation_detail(error: DataValidationError) -> list[dict[str, object]]:
     ]
 
 
-def _row_output(predictor: Predictor, row: pd.Series) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "student_id": str(row["student_id"]),
-        "task": str(row["task"]),
-        "stage": str(row["stage"]),
-        "model_name": str(row["model_name"]),
-        "model_version": None if pd.isna(row["model_version"]) else int(row["model_version"]),
-        "risk_score": float(row["risk_score"]),
-        "risk_band": str(row["risk_band"]),
-        "prediction": row["prediction"] if isinstance(row["prediction"], str) else float(row["prediction"]),
-    }
-    if predictor.model.is_classification:
-        out["probabilities"] = {
-            label: float(row[f"proba_{slugify(label)}"]) for label in predictor.model.labels
-        }
-    else:
-        out["interval"] = (float(row["interval_low"]), float(row["interval_high"]))
-    return out
-
-
 def _typed_from_values(
     spec: DatasetSpec, records: list[dict[str, Any]], values: dict[str, list[Any]]
 ) -> pd.DataFrame:
     """A small typed frame from the fast path's parsed values (for the store and reasons)."""
     typed = pd.DataFrame(values)
-    ids = [r.get(spec.id.column) for r in records]
-    typed.insert(
-        0,
-        spec.id.column,
-        [str(i) if i is not None else f"{spec.id.prefix}{n:06d}" for n, i in enumerate(ids, start=1)],
-    )
+    typed.insert(0, spec.id.column, record_ids(records, spec))
     for extra in (spec.programme_column, spec.time_column):
         if extra is not None and extra not in typed.columns:
             typed[extra] = [r.get(extra) for r in records]
@@ -181,11 +156,6 @@ def _rows_from_values(
             row[c] = record.get(c)
         out.append(row)
     return out
-
-
-def _ids(spec: DatasetSpec, records: list[dict[str, Any]]) -> list[str]:
-    ids = [r.get(spec.id.column) for r in records]
-    return [str(i) if i is not None else f"{spec.id.prefix}{n:06d}" for n, i in enumerate(ids, start=1)]
 
 
 class _State:
@@ -380,15 +350,15 @@ def create_app(
             if scorer is not None and values is not None:  # the fast path: same results, no pandas
                 matrix = scorer.transform(records)
                 scores = scorer.score_matrix(matrix)
-                outputs = _outputs_from_scores(predictor, _ids(spec, records), scores)
+                outputs = _outputs_from_scores(predictor, record_ids(records, spec), scores)
                 rows = _rows_from_values(spec, records, values)
             else:
                 try:
                     typed = predictor.prepare(records)
                 except DataValidationError as exc:
                     raise HTTPException(422, _validation_detail(exc)) from None
-                frame = predictor.predict(typed)
-                outputs = [_row_output(predictor, row) for _, row in frame.iterrows()]
+                ids = typed[spec.id.column].astype(str).tolist()
+                outputs = _outputs_from_scores(predictor, ids, predictor.model.score(typed))
                 rows = _rows_from_frame(spec, predictor, typed)
             stored = await asyncio.wrap_future(
                 state.writer.submit(_records_for_store(spec, predictor, rows, outputs, body.event_id))

@@ -23,14 +23,13 @@ from retain.data.validate import validate_frame
 from retain.data.version import frame_hash
 from retain.evaluation.evaluate import evaluate_model, score_metrics
 from retain.evaluation.metrics import metrics_with_ci
-from retain.features.build import feature_set, select_features
+from retain.features.build import feature_set
 from retain.settings import Settings, get_settings
 from retain.training import params as tuned_params
 from retain.training.artifact import RiskModel
 from retain.training.fit import (
     Split,
     TrainingError,
-    adverse_index,
     build_risk_model,
     encode_target,
     folds,
@@ -250,8 +249,6 @@ def _champion_metric(name: str, task: Task, X_test: pd.DataFrame, y_test: np.nda
     except Exception as exc:  # a champion that cannot load is treated as absent, loudly
         log.warning("champion of %s cannot be loaded (%s); treating as absent", name, exc)
         return None
-    if list(champion.features) != list(champion.features):
-        return None
     return float(evaluate_model(champion, task, X_test, y_test).get(task.primary_metric, np.nan))
 
 
@@ -418,9 +415,7 @@ __all__ = [
     "PreparedData",
     "StageResult",
     "TrainOptions",
-    "adverse_index",
     "prepare",
-    "select_features",
     "train",
     "train_all",
 ]

@@ -243,3 +243,16 @@ def test_load_raw_uses_data_dir_setting(
     assert len(load_raw(exam)) == 3
     with pytest.raises(DataError, match="not found"):
         load_raw(load_spec("dropout"))
+
+
+def test_rows_without_an_id_get_a_derived_one_and_records_agree() -> None:
+    import pandas as pd
+
+    from retain.data.load import ensure_student_id, record_ids
+    from retain.data.spec import load_spec
+
+    spec = load_spec("exam_scores")
+    records = [{"student_id": "A"}, {"student_id": None}, {}]
+    frame = ensure_student_id(pd.DataFrame(records), spec)
+    assert frame["student_id"].tolist() == ["A", "exam-000002", "exam-000003"]
+    assert record_ids(records, spec) == frame["student_id"].tolist()
