@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -34,6 +35,7 @@ from retain.data.load import canonicalize, ensure_student_id
 from retain.data.spec import DatasetSpec, load_spec
 from retain.data.validate import DataValidationError, validate_frame
 from retain.evaluation.metrics import slugify
+from retain.fastpath import FastScorer, UnsupportedModelError, compile_model
 from retain.training.artifact import RiskModel
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
@@ -70,6 +72,14 @@ class Predictor:
     @property
     def model_name(self) -> str:
         return self.spec.model_name(self.model.task, self.model.stage)
+
+    @cached_property
+    def fast_scorer(self) -> FastScorer | None:
+        """The compiled scorer (same results without pandas); ``None`` when the model is unsupported."""
+        try:
+            return compile_model(self.spec, self.model)
+        except UnsupportedModelError:
+            return None
 
     @property
     def features(self) -> list[str]:

@@ -10,8 +10,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import numpy as np
-import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -23,139 +21,21 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 
 from retain import __version__
-from retain.data.load import record_ids
 from retain.data.spec import DatasetSpec, SpecError, list_specs, load_spec
 from retain.data.validate import DataValidationError
-from retain.explanations import reasons
-from retain.fastpath import FastScorer, UnsupportedModelError, compile_model
 from retain.monitoring.metrics import ServiceMetrics
 from retain.predictor import Predictor
+from retain.scoring import ScoringError, missing_fields, resolve_target, score_records, validation_detail
 from retain.serving import schemas
 from retain.serving.models import ModelCache
 from retain.serving.security import Authenticator, Principal, has_role
 from retain.settings import Settings, get_settings
 from retain.store.group_commit import GroupCommitWriter
-from retain.store.repository import AccessDeniedError, PredictionRecord, Store
+from retain.store.repository import AccessDeniedError, Store
 from retain.training import registry
-from retain.training.artifact import Scores
 from retain.whatif import WhatIfError, apply_changes, counterfactuals
 
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
-
-
-def _validation_detail(error: DataValidationError) -> list[dict[str, object]]:
-    return [
-        {
-            "field": issue.column,
-            "problem": issue.problem,
-            "expected": issue.expected,
-            "students": list(issue.rows),
-            "found": list(issue.examples),
-        }
-        for issue in error.report.errors
-    ]
-
-
-def _typed_from_values(
-    spec: DatasetSpec, records: list[dict[str, Any]], values: dict[str, list[Any]]
-) -> pd.DataFrame:
-    """A small typed frame from the fast path's parsed values (for the store and reasons)."""
-    typed = pd.DataFrame(values)
-    typed.insert(0, spec.id.column, record_ids(records, spec))
-    for extra in (spec.programme_column, spec.time_column):
-        if extra is not None and extra not in typed.columns:
-            typed[extra] = [r.get(extra) for r in records]
-    return typed
-
-
-def _outputs_from_scores(predictor: Predictor, ids: list[str], scores: Scores) -> list[dict[str, Any]]:
-    model = predictor.model
-    outputs: list[dict[str, Any]] = []
-    for i, student_id in enumerate(ids):
-        out: dict[str, Any] = {
-            "student_id": str(student_id),
-            "task": model.task,
-            "stage": model.stage,
-            "model_name": predictor.model_name,
-            "model_version": predictor.version,
-            "risk_score": float(scores.risk[i]),
-            "risk_band": str(scores.band[i]),
-        }
-        if scores.proba is not None:
-            out["prediction"] = str(scores.predicted[i])
-            out["probabilities"] = {label: float(scores.proba[i, k]) for k, label in enumerate(model.labels)}
-        else:
-            out["prediction"] = float(scores.predicted[i])
-            assert scores.interval is not None
-            out["interval"] = (float(scores.interval[i, 0]), float(scores.interval[i, 1]))
-        outputs.append(out)
-    return outputs
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
-
-
-def _records_for_store(
-    spec: DatasetSpec,
-    predictor: Predictor,
-    rows: list[dict[str, Any]],
-    outputs: list[dict[str, Any]],
-    event_id: str | None,
-) -> list[PredictionRecord]:
-    """Store rows from per-student feature values (model features plus programme and cohort)."""
-    records: list[PredictionRecord] = []
-    programme = spec.programme_column
-    cohort = spec.time_column
-    for position, out in enumerate(outputs):
-        row = rows[position]
-        records.append(
-            PredictionRecord(
-                student_id=out["student_id"],
-                dataset=spec.name,
-                task=out["task"],
-                stage=out["stage"],
-                model_name=out["model_name"],
-                model_version=out["model_version"],
-                risk_score=out["risk_score"],
-                risk_band=out["risk_band"],
-                prediction=out["prediction"],
-                probabilities=out.get("probabilities"),
-                interval_low=out["interval"][0] if out.get("interval") else None,
-                interval_high=out["interval"][1] if out.get("interval") else None,
-                event_id=None
-                if event_id is None
-                else (event_id if len(outputs) == 1 else f"{event_id}/{position}"),
-                features={f: (None if _missing(row.get(f)) else row.get(f)) for f in predictor.features},
-                programme=None
-                if programme is None or _missing(row.get(programme))
-                else str(row.get(programme)),
-                cohort=None if cohort is None or _missing(row.get(cohort)) else str(row.get(cohort)),
-            )
-        )
-    return records
-
-
-def _rows_from_frame(spec: DatasetSpec, predictor: Predictor, typed: pd.DataFrame) -> list[dict[str, Any]]:
-    extra = [
-        c for c in (spec.programme_column, spec.time_column) if c is not None and c not in predictor.features
-    ]
-    frame = typed.reindex(columns=[*predictor.features, *extra])
-    return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
-
-
-def _rows_from_values(
-    spec: DatasetSpec, records: list[dict[str, Any]], values: dict[str, list[Any]]
-) -> list[dict[str, Any]]:
-    columns = list(values)
-    extra = [c for c in (spec.programme_column, spec.time_column) if c is not None and c not in values]
-    out: list[dict[str, Any]] = []
-    for i, record in enumerate(records):
-        row = {c: values[c][i] for c in columns}
-        for c in extra:
-            row[c] = record.get(c)
-        out.append(row)
-    return out
 
 
 class _State:
@@ -163,7 +43,6 @@ class _State:
         self.settings = settings
         self.auth = auth
         self.store = store
-        self.scorers: dict[tuple[str, int | None], FastScorer | None] = {}
         self.writer = GroupCommitWriter(store)
         self.cache = ModelCache(settings.model_refresh_seconds)
         self.metrics = ServiceMetrics()
@@ -282,57 +161,11 @@ def create_app(
             raise HTTPException(403, "admin role required")
         return p
 
-    def _resolve(
-        spec: DatasetSpec, task: str | None, stage: str | None, present: set[str]
-    ) -> tuple[str, str]:
-        try:
-            t = spec.task(task) if task else spec.tasks[0]
-            if stage is None:
-                stage = spec.infer_stage(t.name, present)
-            elif stage not in t.stages:
-                raise SpecError(f"task {t.name!r} has no stage {stage!r}; stages: {t.stages}")
-        except SpecError as exc:
-            raise HTTPException(422, str(exc)) from None
-        return t.name, stage
-
-    def _scorer(predictor: Predictor) -> FastScorer | None:
-        """The compiled single-record scorer of a loaded model (None: not supported, use pandas)."""
-        key = (predictor.model_name, predictor.version)
-        if key not in state.scorers:
-            try:
-                state.scorers[key] = compile_model(predictor.spec, predictor.model)
-            except UnsupportedModelError:
-                state.scorers[key] = None
-        return state.scorers[key]
-
     def _predictor(spec: DatasetSpec, task: str, stage: str) -> Predictor:
         try:
             return state.cache.get(spec, task, stage)
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
-
-    def _present(records: list[dict[str, Any]]) -> set[str]:
-        """Fields every record sent (an explicit null counts: it is a missing value to impute)."""
-        present = set(records[0])
-        for record in records[1:]:
-            present &= set(record)
-        return present
-
-    def _require_fields(spec: DatasetSpec, task: str, stage: str, records: list[dict[str, Any]]) -> None:
-        needed = spec.features(task, stage)
-        for position, record in enumerate(records, start=1):
-            missing = [f for f in needed if f not in record]
-            if missing:
-                detail = [
-                    {
-                        "field": f,
-                        "problem": "missing field",
-                        "students": [position],
-                        "expected": f"a value for stage {stage!r} (null if unknown)",
-                    }
-                    for f in missing
-                ]
-                raise HTTPException(422, detail)
 
     def add_dataset_routes(spec: DatasetSpec) -> None:
         predict_model = schemas.predict_request_model(spec, s.api_max_batch)
@@ -340,40 +173,26 @@ def create_app(
 
         async def predict(body: Any, who: Annotated[Principal, Depends(advisor)]) -> schemas.PredictResponse:
             records = [st.model_dump(exclude_unset=True) for st in body.students]
-            task, stage = _resolve(spec, body.task, body.stage, _present(records))
-            _require_fields(spec, task, stage, records)
-            predictor = _predictor(spec, task, stage)
-            scorer = _scorer(predictor)
-            values = scorer.parse(records) if scorer is not None else None
-            matrix: np.ndarray | None = None
-            typed: pd.DataFrame | None = None
-            if scorer is not None and values is not None:  # the fast path: same results, no pandas
-                matrix = scorer.transform(records)
-                scores = scorer.score_matrix(matrix)
-                outputs = _outputs_from_scores(predictor, record_ids(records, spec), scores)
-                rows = _rows_from_values(spec, records, values)
-            else:
-                try:
-                    typed = predictor.prepare(records)
-                except DataValidationError as exc:
-                    raise HTTPException(422, _validation_detail(exc)) from None
-                ids = typed[spec.id.column].astype(str).tolist()
-                outputs = _outputs_from_scores(predictor, ids, predictor.model.score(typed))
-                rows = _rows_from_frame(spec, predictor, typed)
-            stored = await asyncio.wrap_future(
-                state.writer.submit(_records_for_store(spec, predictor, rows, outputs, body.event_id))
-            )
+            try:
+                task, stage = resolve_target(spec, body.task, body.stage, records)
+                missing_fields(spec, task, stage, records)
+                predictor = _predictor(spec, task, stage)
+                scored = score_records(predictor, records)
+            except ScoringError as exc:
+                raise HTTPException(422, exc.detail) from None
+            outputs = scored.outputs
+            n = len(outputs)
+            event_ids = [
+                None if body.event_id is None else (body.event_id if n == 1 else f"{body.event_id}/{i}")
+                for i in range(n)
+            ]
+            stored = await asyncio.wrap_future(state.writer.submit(scored.store_records(event_ids)))
             for out, saved in zip(outputs, stored, strict=True):
                 out["prediction_id"] = saved.id
                 if not saved.created:  # a repeated event id: answer with what was stored then
                     out.update(risk_score=saved.risk_score, risk_band=saved.risk_band, duplicate=True)
             if body.explain:
-                names = scorer.feature_names_out if scorer is not None and matrix is not None else None
-                if typed is None:
-                    assert values is not None
-                    typed = _typed_from_values(spec, records, values)
-                found_all = reasons(spec, predictor.model, typed, body.top_k, matrix=matrix, names=names)
-                for out, found in zip(outputs, found_all, strict=True):
+                for out, found in zip(outputs, scored.explain(body.top_k), strict=True):
                     out["reasons"] = [r.to_dict() for r in found]
             for band in ("low", "medium", "high"):
                 count = sum(1 for o in outputs if o["risk_band"] == band)
@@ -384,14 +203,17 @@ def create_app(
 
         async def what_if(body: Any, who: Annotated[Principal, Depends(advisor)]) -> dict[str, Any]:
             record = body.student.model_dump(exclude_unset=True)
-            task, stage = _resolve(spec, body.task, body.stage, set(record))
-            _require_fields(spec, task, stage, [record])
+            try:
+                task, stage = resolve_target(spec, body.task, body.stage, [record])
+                missing_fields(spec, task, stage, [record])
+            except ScoringError as exc:
+                raise HTTPException(422, exc.detail) from None
             predictor = _predictor(spec, task, stage)
             try:
                 student = predictor.prepare([record])
                 changed = apply_changes(spec, predictor.model, student, dict(body.changes))
             except DataValidationError as exc:
-                raise HTTPException(422, _validation_detail(exc)) from None
+                raise HTTPException(422, validation_detail(exc)) from None
             except WhatIfError as exc:
                 raise HTTPException(422, str(exc)) from None
             before = predictor.model.score(student)

@@ -1,0 +1,219 @@
+"""Records in, predictions out: the scoring core shared by the API and the stream worker.
+
+Pure code: no HTTP, no stream, no database. A front end resolves the task and stage
+(``resolve_target``), checks the fields (``missing_fields``), scores with ``score_records`` (the
+compiled fast path when the model supports it, the pandas path otherwise; results identical) and
+hands ``ScoredBatch.store_records`` to the store. Errors are ``ScoringError`` with a per-field
+``detail`` that each front end turns into its own answer (a 422, a dead-letter reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retain.data.load import record_ids
+from retain.data.spec import DatasetSpec, SpecError
+from retain.data.validate import DataValidationError
+from retain.explanations import Reason, reasons
+from retain.predictor import Predictor
+from retain.store.repository import PredictionRecord
+from retain.training.artifact import Scores
+
+Record = dict[str, Any]
+
+
+class ScoringError(ValueError):
+    """Records that cannot be scored; ``detail`` names the fields (JSON-ready)."""
+
+    def __init__(self, message: str, detail: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.detail: list[dict[str, Any]] | str = detail if detail is not None else message
+
+
+def validation_detail(error: DataValidationError) -> list[dict[str, Any]]:
+    """A validation report as JSON-ready issues (field, problem, expected, rows, examples)."""
+    return [
+        {
+            "field": issue.column,
+            "problem": issue.problem,
+            "expected": issue.expected,
+            "students": list(issue.rows),
+            "found": list(issue.examples),
+        }
+        for issue in error.report.errors
+    ]
+
+
+def present_fields(records: Sequence[Record]) -> set[str]:
+    """Fields every record sent (an explicit null counts: it is a missing value to impute)."""
+    if not records:
+        return set()
+    present = set(records[0])
+    for record in records[1:]:
+        present &= set(record)
+    return present
+
+
+def resolve_target(
+    spec: DatasetSpec, task: str | None, stage: str | None, records: Sequence[Record]
+) -> tuple[str, str]:
+    """The task (default: the spec's first) and stage (default: the latest the records allow)."""
+    try:
+        t = spec.task(task) if task else spec.tasks[0]
+        if stage is None:
+            stage = spec.infer_stage(t.name, present_fields(records))
+        elif stage not in t.stages:
+            raise SpecError(f"task {t.name!r} has no stage {stage!r}; stages: {t.stages}")
+    except SpecError as exc:
+        raise ScoringError(str(exc)) from None
+    return t.name, stage
+
+
+def missing_fields(spec: DatasetSpec, task: str, stage: str, records: Sequence[Record]) -> None:
+    """Raise ``ScoringError`` naming the first record's missing fields for ``stage``."""
+    needed = spec.features(task, stage)
+    for position, record in enumerate(records, start=1):
+        missing = [f for f in needed if f not in record]
+        if missing:
+            raise ScoringError(
+                f"student {position} lacks {missing}",
+                [
+                    {
+                        "field": f,
+                        "problem": "missing field",
+                        "students": [position],
+                        "expected": f"a value for stage {stage!r} (null if unknown)",
+                    }
+                    for f in missing
+                ],
+            )
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _outputs(predictor: Predictor, ids: list[str], scores: Scores) -> list[Record]:
+    model = predictor.model
+    outputs: list[Record] = []
+    for i, student_id in enumerate(ids):
+        out: Record = {
+            "student_id": str(student_id),
+            "task": model.task,
+            "stage": model.stage,
+            "model_name": predictor.model_name,
+            "model_version": predictor.version,
+            "risk_score": float(scores.risk[i]),
+            "risk_band": str(scores.band[i]),
+        }
+        if scores.proba is not None:
+            out["prediction"] = str(scores.predicted[i])
+            out["probabilities"] = {label: float(scores.proba[i, k]) for k, label in enumerate(model.labels)}
+        else:
+            out["prediction"] = float(scores.predicted[i])
+            assert scores.interval is not None
+            out["interval"] = (float(scores.interval[i, 0]), float(scores.interval[i, 1]))
+        outputs.append(out)
+    return outputs
+
+
+@dataclass
+class ScoredBatch:
+    """Scores of a list of records, with what the store and the explanations need."""
+
+    spec: DatasetSpec
+    predictor: Predictor
+    records: list[Record]
+    outputs: list[Record]
+    rows: list[Record]
+    matrix: np.ndarray | None = None
+    names: list[str] | None = None
+    typed: pd.DataFrame | None = field(default=None, repr=False)
+
+    def store_records(self, event_ids: Sequence[str | None]) -> list[PredictionRecord]:
+        """Store rows (model features plus programme and cohort), one event id per student."""
+        programme = self.spec.programme_column
+        cohort = self.spec.time_column
+        features = self.predictor.features
+        out: list[PredictionRecord] = []
+        for row, result, event_id in zip(self.rows, self.outputs, event_ids, strict=True):
+            interval = result.get("interval")
+            out.append(
+                PredictionRecord(
+                    student_id=result["student_id"],
+                    dataset=self.spec.name,
+                    task=result["task"],
+                    stage=result["stage"],
+                    model_name=result["model_name"],
+                    model_version=result["model_version"],
+                    risk_score=result["risk_score"],
+                    risk_band=result["risk_band"],
+                    prediction=result["prediction"],
+                    probabilities=result.get("probabilities"),
+                    interval_low=interval[0] if interval else None,
+                    interval_high=interval[1] if interval else None,
+                    event_id=event_id,
+                    features={f: (None if _missing(row.get(f)) else row.get(f)) for f in features},
+                    programme=None
+                    if programme is None or _missing(row.get(programme))
+                    else str(row.get(programme)),
+                    cohort=None if cohort is None or _missing(row.get(cohort)) else str(row.get(cohort)),
+                )
+            )
+        return out
+
+    def explain(self, top_k: int = 3) -> list[list[Reason]]:
+        """The ``top_k`` plain-word reasons per student."""
+        if self.typed is None:
+            self.typed = self._typed_from_rows()
+        return reasons(
+            self.spec, self.predictor.model, self.typed, top_k, matrix=self.matrix, names=self.names
+        )
+
+    def _typed_from_rows(self) -> pd.DataFrame:
+        typed = pd.DataFrame(self.rows)
+        typed.insert(0, self.spec.id.column, [o["student_id"] for o in self.outputs])
+        return typed
+
+
+def score_records(predictor: Predictor, records: Sequence[Record]) -> ScoredBatch:
+    """Score canonical records (raises ``ScoringError`` naming bad fields)."""
+    spec = predictor.spec
+    records = list(records)
+    extra = [c for c in (spec.programme_column, spec.time_column) if c is not None]
+    scorer = predictor.fast_scorer
+    values = scorer.parse(records) if scorer is not None else None
+    if scorer is not None and values is not None:  # the fast path: same results, no pandas
+        matrix = scorer.transform(records)
+        columns = list(values)
+        missing_extra = [c for c in extra if c not in values]
+        rows: list[Record] = []
+        for i, record in enumerate(records):
+            row = {c: values[c][i] for c in columns}
+            for c in missing_extra:
+                row[c] = record.get(c)
+            rows.append(row)
+        return ScoredBatch(
+            spec,
+            predictor,
+            records,
+            _outputs(predictor, record_ids(records, spec), scorer.score_matrix(matrix)),
+            rows,
+            matrix=matrix,
+            names=scorer.feature_names_out,
+        )
+    try:
+        typed = predictor.prepare(records)
+    except DataValidationError as exc:
+        raise ScoringError(str(exc), validation_detail(exc)) from None
+    ids = typed[spec.id.column].astype(str).tolist()
+    frame = typed.reindex(columns=[*predictor.features, *[c for c in extra if c not in predictor.features]])
+    rows = [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    return ScoredBatch(
+        spec, predictor, records, _outputs(predictor, ids, predictor.model.score(typed)), rows, typed=typed
+    )

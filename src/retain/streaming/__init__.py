@@ -1,0 +1,1 @@
+"""Streaming predictions: sources and sinks (Redis Streams, AWS Kinesis), the worker, Lambda."""
