@@ -36,6 +36,7 @@ from retain.data.spec import DatasetSpec, load_spec
 from retain.data.validate import DataValidationError, validate_frame
 from retain.evaluation.metrics import slugify
 from retain.fastpath import FastScorer, UnsupportedModelError, compile_model
+from retain.settings import Settings
 from retain.training.artifact import RiskModel
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
@@ -60,11 +61,13 @@ class Predictor:
     version: int | None = None
 
     @classmethod
-    def from_registry(cls, dataset: str, task: str, stage: str, ref: str = "champion") -> Predictor:
+    def from_registry(
+        cls, dataset: str, task: str, stage: str, ref: str = "champion", settings: Settings | None = None
+    ) -> Predictor:
         """Load the model registered as ``{dataset}.{task}.{stage}`` by alias or version."""
         from retain.training import registry
 
-        registry.configure()
+        registry.configure(settings)
         spec = load_spec(dataset)
         model, version = registry.load_risk_model(spec.model_name(task, stage), ref)
         return cls(spec=spec, model=model, version=version)

@@ -44,7 +44,7 @@ class _State:
         self.auth = auth
         self.store = store
         self.writer = GroupCommitWriter(store)
-        self.cache = ModelCache(settings.model_refresh_seconds)
+        self.cache = ModelCache(settings.model_refresh_seconds, settings=settings)
         self.metrics = ServiceMetrics()
         self.started = time.time()
         self.specs: dict[str, DatasetSpec] = {name: load_spec(name) for name in list_specs()}
@@ -393,7 +393,7 @@ def create_app(
         from retain.training.promote import promote as run_promote
 
         try:
-            decision = run_promote(name, version, force=force, reason=reason)
+            decision = run_promote(name, version, force=force, reason=reason, settings=s)
         except (LookupError, SpecError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from None
         except MlflowException as exc:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from retain.data.spec import DatasetSpec
 from retain.predictor import Predictor
+from retain.settings import Settings
 from retain.training import registry
 
 
@@ -21,8 +22,14 @@ class _Entry:
 class ModelCache:
     """Predictors by registered name; each re-checks its alias at most every ``refresh_seconds``."""
 
-    def __init__(self, refresh_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        refresh_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        settings: Settings | None = None,
+    ) -> None:
         self.refresh_seconds = refresh_seconds
+        self.settings = settings
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
@@ -35,6 +42,7 @@ class ModelCache:
             entry = self._entries.get(name)
             if entry is not None and now - entry.checked_at < self.refresh_seconds:
                 return entry.predictor
+        registry.configure(self.settings)
         current = registry.champion_version(name)
         if current is None:
             raise LookupError(
@@ -45,7 +53,7 @@ class ModelCache:
             if entry is not None and entry.predictor.version == current:
                 entry.checked_at = now
                 return entry.predictor
-        predictor = Predictor.from_registry(spec.name, task, stage)
+        predictor = Predictor.from_registry(spec.name, task, stage, settings=self.settings)
         with self._lock:
             self._entries[name] = _Entry(predictor, now)
         return predictor

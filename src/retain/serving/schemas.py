@@ -41,6 +41,21 @@ def _field_type(col: Column) -> Any:
     return float | None
 
 
+def _schema_extra(col: Column) -> dict[str, Any] | None:
+    """Machine-readable documentation: allowed codes with labels (``x-codes``) and the range."""
+    extra: dict[str, Any] = {}
+    if col.codes:
+        extra["x-codes"] = {str(k): str(v) for k, v in col.codes.items()}
+    if col.type in (ColumnType.integer, ColumnType.float):
+        if col.min is not None:
+            extra["minimum"] = col.min
+        if col.max is not None:
+            extra["maximum"] = col.max
+    if col.stage:
+        extra["x-stage"] = col.stage
+    return extra or None
+
+
 def student_model(spec: DatasetSpec) -> type[BaseModel]:
     """The pydantic model of one student record of ``spec`` (all feature and info columns)."""
     fields: dict[str, Any] = {
@@ -56,7 +71,10 @@ def student_model(spec: DatasetSpec) -> type[BaseModel]:
     for col in spec.columns:
         if col.role in ("target",):
             continue
-        fields[col.name] = (_field_type(col), Field(default=None, description=_describe(col)))
+        fields[col.name] = (
+            _field_type(col),
+            Field(default=None, description=_describe(col), json_schema_extra=_schema_extra(col)),
+        )
     name = "".join(part.capitalize() for part in spec.name.split("_")) + "Student"
     return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 

@@ -6,30 +6,39 @@ import getpass
 import json
 from datetime import UTC, datetime
 
+from retain.data.load import dataset_path
 from retain.data.spec import load_spec
 from retain.evaluation.evaluate import evaluate_model
-from retain.settings import get_settings
+from retain.settings import Settings, get_settings
 from retain.training import registry
 from retain.training.fit import holdout_split
 from retain.training.gate import GateDecision, decide
 from retain.training.train import prepare
 
 
-def audit(event: str, **details: object) -> None:
+def audit(event: str, settings: Settings | None = None, **details: object) -> None:
     """Append an audit record (who, when, what) to ``RETAIN_HOME/audit.jsonl``."""
-    home = get_settings().home
+    home = (settings or get_settings()).home
     home.mkdir(parents=True, exist_ok=True)
     record = {"at": datetime.now(UTC).isoformat(), "who": getpass.getuser(), "event": event, **details}
     with (home / "audit.jsonl").open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, default=str) + "\n")
 
 
-def promote(name: str, version: int, force: bool = False, reason: str | None = None) -> GateDecision:
+def promote(
+    name: str,
+    version: int,
+    force: bool = False,
+    reason: str | None = None,
+    settings: Settings | None = None,
+) -> GateDecision:
     """Make ``version`` champion if the gate agrees on the held-out rows of the current data.
 
     With ``force`` the gate is skipped; a reason is required and the override is audited.
+    ``settings`` (default: the process's) say where the registry, data and audit log are.
     """
-    registry.configure()
+    s = settings or get_settings()
+    registry.configure(s)
     dataset, task_name, _stage = name.split(".", 2)
     spec = load_spec(dataset)
     task = spec.task(task_name)
@@ -37,10 +46,10 @@ def promote(name: str, version: int, force: bool = False, reason: str | None = N
         if not reason:
             raise LookupError("an override needs --reason")
         old = registry.set_champion(name, version)
-        audit("promote-override", model=name, version=version, previous=old, reason=reason)
+        audit("promote-override", s, model=name, version=version, previous=old, reason=reason)
         return GateDecision(True, f"override: {reason}", task.primary_metric, float("nan"), None, 0.0)
-    data = prepare(spec, task)
-    split = holdout_split(data.frame, data.y, task, 0.2, get_settings().seed, spec.time_column)
+    data = prepare(spec, task, dataset_path(spec, s.data_dir))
+    split = holdout_split(data.frame, data.y, task, 0.2, s.seed, spec.time_column)
     X = data.frame.iloc[split.test].reset_index(drop=True)
     y = data.y[split.test]
     candidate, _ = registry.load_risk_model(name, str(version))
@@ -64,5 +73,5 @@ def promote(name: str, version: int, force: bool = False, reason: str | None = N
     )
     if decision.promote:
         registry.set_champion(name, version)
-    audit("promote", model=name, version=version, previous=current, decision=decision.to_dict())
+    audit("promote", s, model=name, version=version, previous=current, decision=decision.to_dict())
     return decision

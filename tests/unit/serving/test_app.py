@@ -205,6 +205,9 @@ def test_openapi_documents_fields_with_codes(client: TestClient) -> None:
     student = schema["components"]["schemas"]["DropoutStudent"]["properties"]
     assert "Codes: 1 = single" in student["marital_status"]["description"]
     assert "units_2nd_sem_approved" in student
+    assert student["marital_status"]["x-codes"]["1"] == "single"  # machine-readable codes and labels
+    assert (student["admission_grade"]["minimum"], student["admission_grade"]["maximum"]) == (0, 200)
+    assert student["units_2nd_sem_approved"]["x-stage"] == "semester_2"
 
 
 def test_api_results_equal_the_batch_predictor(client: TestClient, trained_home: Path) -> None:
