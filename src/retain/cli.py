@@ -31,11 +31,15 @@ keys_app = typer.Typer(
 )
 roster_app = typer.Typer(help="The roster (names and contacts, encrypted at rest).", no_args_is_help=True)
 privacy_app = typer.Typer(help="Data protection: purge, erase, export.", no_args_is_help=True)
+stream_app = typer.Typer(help="Streaming predictions: the worker, replaying events.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(roster_app, name="roster")
 app.add_typer(privacy_app, name="privacy")
+monitor_app = typer.Typer(help="Monitoring: drift of live traffic against training.", no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(stream_app, name="stream")
 
 err = Console(stderr=True)
 out = Console()
@@ -592,6 +596,55 @@ def privacy_export(student_id: str, dataset: Annotated[str | None, typer.Option(
     _print_json(_store().export(student_id, _cli_scope(), dataset=dataset))
 
 
+# ----------------------------------------------------------------------------- monitor
+
+
+@monitor_app.command("drift")
+def monitor_drift(
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+    task: Annotated[str | None, typer.Option(help="Task (default: the spec's first).")] = None,
+    stage: Annotated[str | None, typer.Option(help="Stage (default: the task's last).")] = None,
+    window: Annotated[str, typer.Option(help="Recent traffic to compare: 30m, 12h, 7d, 2w.")] = "7d",
+    last: Annotated[int | None, typer.Option(min=1, help="Only the last N predictions.")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Folder for the HTML report (default: RETAIN_HOME/reports).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Drift of recent predictions' inputs and outputs against the champion's training reference."""
+    from retain.monitoring.checks import check_drift, parse_window, write_report
+    from retain.settings import get_settings
+
+    with _friendly_errors():
+        try:
+            parse_window(window)
+        except ValueError as exc:
+            _fail(str(exc))
+        check = check_drift(dataset, task, stage, window=window, last=last)
+        path = write_report(check, report or get_settings().home / "reports")
+    r = check.report
+    if as_json:
+        _print_json({**check.to_dict(), "html": str(path)})
+        return
+    table = Table(title=f"Drift of {check.model_name} v{check.model_version} ({check.window})")
+    for column in ("feature", "test", "statistic", "p-value", "status"):
+        table.add_column(column)
+    for f in sorted(r.features + r.predictions, key=lambda x: (not x.drifted, x.feature)):
+        status = "[red]drifted[/]" if f.drifted else ("ok" if f.judged else "[dim]not judged[/]")
+        p = "" if f.p_value is None else f"{f.p_value:.3g}"
+        table.add_row(f.feature, f.test, f"{f.statistic:.3g}", p, status)
+    out.print(table)
+    if not r.enough_data:
+        out.print(f"not enough data: {r.n_current} predictions in the window, {r.options.min_samples} needed")
+    else:
+        verdict = "[red]dataset drift[/]" if r.dataset_drift else "no dataset drift"
+        out.print(
+            f"{verdict}: {len(r.drifted)} of {len(r.judged)} features drifted ({r.share_drifted:.0%}); "
+            f"prediction drift: {'yes' if r.prediction_drift else 'no'}"
+        )
+    err.print(f"report: {path}")
+
+
 # ----------------------------------------------------------------------------- serve
 
 
@@ -656,6 +709,110 @@ def demo(
     out.print(f"admin key (7 days):   {admin_key}")
     out.print(f"try: curl -s -H 'X-API-Key: {advisor_key}' {url}/v1/models | head -c 400\nstop with Ctrl-C")
     serve(None, None, None)
+
+
+# ----------------------------------------------------------------------------- stream
+
+
+@stream_app.command("worker")
+def stream_worker(
+    source: Annotated[
+        str, typer.Option(help="Events: redis://host:port/db?stream=S&group=G, kinesis://..., memory://S.")
+    ],
+    sink: Annotated[str, typer.Option(help="Predictions: redis://host:port/db?stream=S, kinesis://...")],
+    dead_letter: Annotated[
+        str | None, typer.Option(help="Dead letters (default: the source stream + '-dead-letter').")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Micro-batch size (RETAIN_STREAM_BATCH_SIZE).")
+    ] = None,
+    max_wait_ms: Annotated[
+        int | None, typer.Option(help="Longest a micro-batch waits to fill (RETAIN_STREAM_MAX_WAIT_MS).")
+    ] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port.")] = None,
+) -> None:
+    """Score events from a stream until SIGTERM/SIGINT (then finish the batches read, exit 0)."""
+    _quiet_libraries()
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from retain.streaming.base import StreamError
+    from retain.streaming.worker import serve as serve_stream
+
+    with _friendly_errors():
+        try:
+            stats = serve_stream(
+                source,
+                sink,
+                dead_letter,
+                batch_size=batch_size,
+                max_wait_ms=max_wait_ms,
+                metrics_port=metrics_port,
+            )
+        except StreamError as exc:
+            _fail(str(exc))
+    err.print(
+        f"stopped: {stats.events} events, {stats.outputs} predictions ({stats.duplicates} repeated), "
+        f"{stats.dead_letters} dead letters, {stats.abandoned} left for redelivery"
+    )
+
+
+@stream_app.command("replay")
+def stream_replay(
+    dataset: Annotated[str, typer.Option(help="Dataset (spec) name.")],
+    to: Annotated[str, typer.Option("--to", help="Stream URL to send events to.")],
+    rate: Annotated[float, typer.Option(help="Events per second (0: as fast as possible).")],
+    count: Annotated[
+        int | None, typer.Option(help="Events to send (default: every record of the file, or 1000).")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="CSV or Parquet of students (default: synthetic).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed sends the same event ids.")] = 42,
+    task: Annotated[
+        str | None, typer.Option(help="Task named in each event (default: the worker's default).")
+    ] = None,
+    stage: Annotated[
+        str | None, typer.Option(help="Send records as of this stage and name it in each event.")
+    ] = None,
+) -> None:
+    """Send student records as stream events at a steady rate (a simulated student-information system)."""
+    _quiet_libraries()
+    from retain.data.spec import load_spec
+    from retain.streaming.base import StreamError
+    from retain.streaming.replay import events, load_records, replay
+    from retain.streaming.urls import open_sink
+
+    with _friendly_errors():
+        try:
+            spec = load_spec(dataset)
+            records = load_records(spec, file=file, count=count, seed=seed, task=task, stage=stage)
+            target = open_sink(to)
+            try:
+                stats = replay(
+                    events(spec, records, count=count, seed=seed, task=task, stage=stage),
+                    target,
+                    rate=rate,
+                )
+            finally:
+                target.close()
+        except StreamError as exc:
+            _fail(str(exc))
+    err.print(f"sent {stats.sent} events in {stats.seconds:.1f}s ({stats.rate:,.0f}/s)")
+
+
+@stream_app.command("schema")
+def stream_schema(
+    output: Annotated[Path | None, typer.Option(help="Write the schema files into this folder.")] = None,
+) -> None:
+    """Print the stream event's JSON Schema, or write all three message schemas into a folder."""
+    from retain.streaming.messages import json_schemas, schema_text, write_schemas
+
+    if output is None:
+        out.print_json(schema_text(json_schemas()["stream-message.schema.json"]))
+        return
+    for path in write_schemas(output):
+        err.print(f"wrote {path}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -92,6 +92,21 @@ class Settings(BaseSettings):
     model_refresh_seconds: float = Field(
         default=30.0, description="How often served models check for a new champion."
     )
+    stream_batch_size: int = Field(default=500, ge=1, description="Most events in one stream micro-batch.")
+    stream_max_wait_ms: int = Field(
+        default=50, ge=1, description="Longest a stream micro-batch waits to fill once it has an event."
+    )
+    stream_queue_size: int = Field(
+        default=4, ge=1, description="Micro-batches read ahead of processing (the reader blocks beyond)."
+    )
+    stream_claim_idle_ms: int = Field(
+        default=30_000,
+        ge=1,
+        description="Pending stream events idle this long are claimed from their consumer.",
+    )
+    stream_max_deliveries: int = Field(
+        default=5, ge=1, description="Stream events delivered more often than this are dead-lettered."
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -45,3 +45,71 @@ class ServiceMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+
+
+@dataclass
+class StreamMetrics:
+    """The stream worker's metrics, bound to one registry (served with ``--metrics-port``)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.events_in = Counter(
+            "retain_stream_events_in_total", "Events read from the source.", registry=self.registry
+        )
+        self.events_out = Counter(
+            "retain_stream_events_out_total", "Predictions sent to the output stream.", registry=self.registry
+        )
+        self.duplicates = Counter(
+            "retain_stream_duplicates_total",
+            "Redelivered events whose prediction had been stored before (nothing new stored).",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "retain_stream_dead_letters_total",
+            "Events sent to the dead-letter stream, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.batches = Counter(
+            "retain_stream_batches_total", "Micro-batches processed and acknowledged.", registry=self.registry
+        )
+        self.retries = Counter(
+            "retain_stream_retries_total",
+            "Failed attempts retried (database or stream unavailable), by step.",
+            ["step"],
+            registry=self.registry,
+        )
+        self.batch_latency = Histogram(
+            "retain_stream_batch_duration_seconds",
+            "Time to score, store, send and acknowledge one micro-batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "retain_stream_batch_size",
+            "Events per micro-batch.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=self.registry,
+        )
+        self.end_to_end_latency = Histogram(
+            "retain_stream_end_to_end_latency_seconds",
+            "From an event's sent_at to its stored prediction.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            "retain_stream_lag",
+            "Entries in the source not yet delivered to this consumer group (where the source can tell).",
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "retain_stream_pending",
+            "Entries delivered but not yet acknowledged (where the source can tell).",
+            registry=self.registry,
+        )
+        self.queued_batches = Gauge(
+            "retain_stream_queued_batches",
+            "Micro-batches read and waiting to be processed.",
+            registry=self.registry,
+        )

@@ -210,3 +210,42 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     rotated_from: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class StreamCheckpoint(Base):
+    """How far a consumer has durably processed one shard of a stream (e.g. a Kinesis shard).
+
+    ``sequence`` is the last acknowledged position (a Kinesis sequence number); ``finished`` marks
+    a closed shard that was read to its end, so its children may be read.
+    """
+
+    __tablename__ = "stream_checkpoints"
+    __table_args__ = (
+        UniqueConstraint("consumer", "stream", "shard", name="uq_stream_checkpoints_consumer_stream_shard"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(200))
+    stream: Mapped[str] = mapped_column(String(300))
+    shard: Mapped[str] = mapped_column(String(200))
+    sequence: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    finished: Mapped[bool] = mapped_column(default=False)
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StreamLease(Base):
+    """Which worker reads one shard; a lease whose ``expires_at`` has passed may be taken over."""
+
+    __tablename__ = "stream_leases"
+    __table_args__ = (
+        UniqueConstraint("consumer", "stream", "shard", name="uq_stream_leases_consumer_stream_shard"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(200))
+    stream: Mapped[str] = mapped_column(String(300))
+    shard: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -13,18 +13,31 @@ import hashlib
 import hmac
 import logging
 import math
+import os
 import secrets
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import pandas as pd
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import ColumnElement, Engine, and_, delete, false, func, insert, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Table,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -39,6 +52,8 @@ from retain.store.models import (
     Outcome,
     Prediction,
     Roster,
+    StreamCheckpoint,
+    StreamLease,
     utcnow,
 )
 
@@ -313,11 +328,40 @@ class KeyInfo:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > utcnow())
 
 
+@dataclass(frozen=True)
+class ShardCheckpoint:
+    """How far a consumer has processed one shard (see :meth:`Store.save_checkpoint`)."""
+
+    shard: str
+    sequence: str | None
+    finished: bool
+    owner: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ShardLease:
+    """Who reads one shard, and until when (see :meth:`Store.acquire_lease`)."""
+
+    shard: str
+    owner: str | None
+    expires_at: datetime
+
+    def live(self, now: datetime | None = None) -> bool:
+        """Held by someone and not expired at ``now`` (default: the current time)."""
+        return self.owner is not None and self.expires_at >= (now or utcnow())
+
+
 # ---------------------------------------------------------------------------------------- helpers
 
 
 def _json_value(value: Any) -> Any:
     """A JSON-safe scalar: numpy and pandas types unwrapped, NaN/NaT as ``None``."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:  # the common case first: plain Python values
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if value is None:
         return None
     if hasattr(value, "item") and not isinstance(value, str | bytes):
@@ -350,11 +394,37 @@ def _clean_features(features: Mapping[str, Any] | None, student_id: str) -> dict
     for name, raw in features.items():
         if name == "student_id":
             continue
-        value = _json_value(raw)
-        if isinstance(value, str | int) and str(value) == student_id:
+        kind = type(raw)
+        if kind is float:  # the common cases inline: this runs for every feature of every row
+            out[name] = raw if math.isfinite(raw) else None
             continue
-        out[str(name)] = value
+        if kind is str:
+            if raw != student_id:
+                out[name] = raw
+            continue
+        value = _json_value(raw)
+        kind = type(value)
+        if (kind is str and value == student_id) or (kind is int and str(value) == student_id):
+            continue
+        out[name if type(name) is str else str(name)] = value
     return out
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` random version-4 UUID strings (one ``os.urandom`` call: far cheaper than ``uuid4``)."""
+    raw = bytearray(os.urandom(16 * n))
+    out: list[str] = []
+    for start in range(0, 16 * n, 16):
+        raw[start + 6] = (raw[start + 6] & 0x0F) | 0x40  # version 4
+        raw[start + 8] = (raw[start + 8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw[start : start + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
+
+
+def _sequence_order(sequence: str) -> tuple[int, int, str]:
+    """Sort key of a stream position: decimal strings (Kinesis) by value, anything else as text."""
+    return (0, int(sequence), "") if sequence.isdigit() else (1, 0, sequence)
 
 
 def _hash_secret(secret: str) -> str:
@@ -655,7 +725,8 @@ class Store:
         """
         if not rows:
             return []
-        event_ids = [r.event_id or str(uuid.uuid4()) for r in rows]
+        fresh_ids = new_ids(2 * len(rows))  # row ids, then event ids for rows without one
+        event_ids = [r.event_id or fresh_ids[len(rows) + i] for i, r in enumerate(rows)]
         keys = [(r.dataset, e) for r, e in zip(rows, event_ids, strict=True)]
 
         def attempt() -> dict[tuple[str, str], tuple[Any, bool]]:
@@ -663,13 +734,13 @@ class Store:
                 found = self._existing(session, keys)
                 result: dict[tuple[str, str], tuple[Any, bool]] = {k: (p, False) for k, p in found.items()}
                 fresh: list[dict[str, Any]] = []
-                for record, event_id in zip(rows, event_ids, strict=True):
+                for position, (record, event_id) in enumerate(zip(rows, event_ids, strict=True)):
                     k = (record.dataset, event_id)
                     if k in result:
                         continue
                     sid = str(record.student_id)
                     values: dict[str, Any] = {
-                        "id": str(uuid.uuid4()),
+                        "id": fresh_ids[position],
                         "event_id": event_id,
                         "dataset": record.dataset,
                         "student_key": self.key(sid),
@@ -694,8 +765,8 @@ class Store:
                     }
                     result[k] = (SimpleNamespace(**values), True)
                     fresh.append(values)
-                if fresh:  # one multi-row INSERT (Core), far cheaper than ORM objects per row
-                    session.execute(insert(Prediction), fresh)
+                if fresh:  # one executemany on the table (Core), far cheaper than ORM objects per row
+                    session.execute(insert(cast(Table, Prediction.__table__)), fresh)
                 return result
 
         stored = self._retry(attempt)
@@ -722,6 +793,51 @@ class Store:
                 for row in session.scalars(stmt):
                     found[(row.dataset, row.event_id)] = row
         return found
+
+    def prediction_window(
+        self,
+        dataset: str,
+        *,
+        model_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Inputs and outputs of stored predictions, newest first, for drift and monitoring.
+
+        One row per prediction: its stored feature values as columns, plus ``risk_score``,
+        ``risk_band``, ``model_name``, ``model_version`` and ``created_at``. No student key or
+        id is returned: the window describes traffic, not students.
+        """
+        stmt = (
+            select(
+                Prediction.features,
+                Prediction.risk_score,
+                Prediction.risk_band,
+                Prediction.model_name,
+                Prediction.model_version,
+                Prediction.created_at,
+            )
+            .where(Prediction.dataset == dataset)
+            .order_by(Prediction.created_at.desc())
+        )
+        if model_name is not None:
+            stmt = stmt.where(Prediction.model_name == model_name)
+        if since is not None:
+            stmt = stmt.where(Prediction.created_at >= since)
+        if until is not None:
+            stmt = stmt.where(Prediction.created_at < until)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as session:
+            rows = session.execute(stmt).all()
+        outputs = ["risk_score", "risk_band", "model_name", "model_version", "created_at"]
+        if not rows:
+            return pd.DataFrame(columns=outputs)
+        inputs = pd.DataFrame([r.features or {} for r in rows])
+        for position, name in enumerate(outputs, start=1):
+            inputs[name] = [r[position] for r in rows]
+        return inputs
 
     def get_prediction(self, prediction_id: str, scope: Scope) -> StoredPrediction | None:
         """One prediction by id, or ``None`` when absent or outside ``scope``."""
@@ -1623,3 +1739,203 @@ class Store:
             "feedback": feedback,
             "audit": audit,
         }
+
+    # ------------------------------------------------------------------- stream state
+    #
+    # Checkpoints and leases of stream consumers (the Kinesis source). ``consumer`` names the
+    # application (its own checkpoints), ``stream`` the stream, ``shard`` one shard. Leases use
+    # conditional UPDATEs whose row count says who won, and the unique key settles concurrent
+    # INSERTs, so they are safe between workers on SQLite and PostgreSQL alike.
+
+    @staticmethod
+    def _shard_where(model: Any, consumer: str, stream: str, shard: str) -> tuple[ColumnElement[bool], ...]:
+        return (model.consumer == consumer, model.stream == stream, model.shard == shard)
+
+    def stream_checkpoints(self, stream: str, *, consumer: str = "retain") -> dict[str, ShardCheckpoint]:
+        """Every stored checkpoint of ``stream`` for ``consumer``, by shard id."""
+        stmt = select(StreamCheckpoint).where(
+            StreamCheckpoint.consumer == consumer, StreamCheckpoint.stream == stream
+        )
+        with self._read() as session:
+            return {
+                row.shard: ShardCheckpoint(row.shard, row.sequence, row.finished, row.owner, row.updated_at)
+                for row in session.scalars(stmt)
+            }
+
+    def stream_checkpoint(
+        self, stream: str, shard: str, *, consumer: str = "retain"
+    ) -> ShardCheckpoint | None:
+        """The checkpoint of one shard, or ``None`` when it was never checkpointed."""
+        stmt = select(StreamCheckpoint).where(*self._shard_where(StreamCheckpoint, consumer, stream, shard))
+        with self._read() as session:
+            row = session.scalar(stmt)
+            if row is None:
+                return None
+            return ShardCheckpoint(row.shard, row.sequence, row.finished, row.owner, row.updated_at)
+
+    def save_checkpoint(
+        self,
+        stream: str,
+        shard: str,
+        sequence: str | None,
+        *,
+        finished: bool = False,
+        consumer: str = "retain",
+        owner: str | None = None,
+    ) -> bool:
+        """Record that ``shard`` is processed up to ``sequence`` (and, with ``finished``, to its end).
+
+        A checkpoint never moves back: an older ``sequence`` (decimal strings compare as numbers)
+        leaves the stored one, and a finished shard stays finished.
+
+        Parameters
+        ----------
+        stream, shard : str
+            The stream and the shard id.
+        sequence : str or None
+            The last processed position (a Kinesis sequence number); ``None`` keeps the stored one.
+        finished : bool, default False
+            The shard is closed and was read to its end.
+        consumer : str, default "retain"
+            The consuming application.
+        owner : str, optional
+            Fence: write only while ``owner`` holds the shard's lease (the lease row is locked for
+            the transaction, so it cannot be taken over halfway).
+
+        Returns
+        -------
+        bool
+            ``False`` when ``owner`` no longer holds the lease and nothing was written.
+        """
+        where = self._shard_where(StreamCheckpoint, consumer, stream, shard)
+
+        def attempt() -> bool:
+            with self._write() as session:
+                if owner is not None:
+                    holder = session.scalar(
+                        select(StreamLease.owner)
+                        .where(*self._shard_where(StreamLease, consumer, stream, shard))
+                        .with_for_update()
+                    )
+                    if holder != owner:
+                        return False
+                row = session.scalar(select(StreamCheckpoint).where(*where).with_for_update())
+                now = utcnow()
+                if row is None:
+                    session.add(
+                        StreamCheckpoint(
+                            consumer=consumer,
+                            stream=stream,
+                            shard=shard,
+                            sequence=sequence,
+                            finished=finished,
+                            owner=owner,
+                            updated_at=now,
+                        )
+                    )
+                    return True
+                if sequence is not None and (
+                    row.sequence is None or _sequence_order(sequence) > _sequence_order(row.sequence)
+                ):
+                    row.sequence = sequence
+                row.finished = row.finished or finished
+                row.owner = owner
+                row.updated_at = now
+                return True
+
+        return self._retry(attempt)
+
+    def stream_leases(self, stream: str, *, consumer: str = "retain") -> dict[str, ShardLease]:
+        """Every lease row of ``stream`` for ``consumer`` (held, expired or released), by shard id."""
+        stmt = select(StreamLease).where(StreamLease.consumer == consumer, StreamLease.stream == stream)
+        with self._read() as session:
+            return {
+                row.shard: ShardLease(row.shard, row.owner, row.expires_at) for row in session.scalars(stmt)
+            }
+
+    def acquire_lease(
+        self,
+        stream: str,
+        shard: str,
+        owner: str,
+        *,
+        consumer: str = "retain",
+        seconds: float = 30.0,
+        from_owner: str | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Take the lease on ``shard`` for ``owner`` for ``seconds``.
+
+        Without ``from_owner`` the lease is taken only when nobody holds it, its holder's time ran
+        out, or ``owner`` already holds it. With ``from_owner`` it is taken from that worker even if
+        still live (rebalancing a worker that holds more than its share); the loser notices when its
+        renewal or its next fenced checkpoint fails.
+
+        Returns
+        -------
+        bool
+            Whether ``owner`` holds the lease now. Of concurrent callers, exactly one wins.
+        """
+        now = now or utcnow()
+        where = self._shard_where(StreamLease, consumer, stream, shard)
+        takeable = (
+            StreamLease.owner == from_owner
+            if from_owner is not None
+            else or_(StreamLease.owner.is_(None), StreamLease.owner == owner, StreamLease.expires_at < now)
+        )
+        stmt = (
+            update(StreamLease)
+            .where(*where, takeable)
+            .values(owner=owner, expires_at=now + timedelta(seconds=seconds), updated_at=now)
+        )
+        with self._write() as session:
+            if session.connection().execute(stmt).rowcount == 1:
+                return True
+            if from_owner is not None or session.scalar(select(StreamLease.id).where(*where)) is not None:
+                return False
+        try:
+            with self._write() as session:
+                session.connection().execute(
+                    insert(StreamLease).values(
+                        consumer=consumer,
+                        stream=stream,
+                        shard=shard,
+                        owner=owner,
+                        expires_at=now + timedelta(seconds=seconds),
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:  # a concurrent worker inserted the row first: it won
+            return False
+        return True
+
+    def renew_lease(
+        self,
+        stream: str,
+        shard: str,
+        owner: str,
+        *,
+        consumer: str = "retain",
+        seconds: float = 30.0,
+        now: datetime | None = None,
+    ) -> bool:
+        """Extend ``owner``'s lease on ``shard``; ``False`` when another worker holds it now."""
+        now = now or utcnow()
+        stmt = (
+            update(StreamLease)
+            .where(*self._shard_where(StreamLease, consumer, stream, shard), StreamLease.owner == owner)
+            .values(expires_at=now + timedelta(seconds=seconds), updated_at=now)
+        )
+        with self._write() as session:
+            return bool(session.connection().execute(stmt).rowcount == 1)
+
+    def release_lease(self, stream: str, shard: str, owner: str, *, consumer: str = "retain") -> bool:
+        """Give up ``owner``'s lease on ``shard`` so another worker can take it at once."""
+        now = utcnow()
+        stmt = (
+            update(StreamLease)
+            .where(*self._shard_where(StreamLease, consumer, stream, shard), StreamLease.owner == owner)
+            .values(owner=None, expires_at=now, updated_at=now)
+        )
+        with self._write() as session:
+            return bool(session.connection().execute(stmt).rowcount == 1)

@@ -18,12 +18,14 @@ class Message:
     """One raw message from a source.
 
     ``position`` is where the source can find it again (a Redis entry id, a Kinesis sequence
-    number); ``partition`` is the stream or shard it came from.
+    number); ``partition`` is the stream or shard it came from; ``deliveries`` counts how often
+    the source has handed it out (1 on first delivery; sources that cannot tell leave it at 1).
     """
 
     position: str
     data: bytes
     partition: str = ""
+    deliveries: int = 1
 
 
 @runtime_checkable
@@ -54,3 +56,19 @@ class Sink(Protocol):
 
 class StreamError(RuntimeError):
     """A source or sink cannot be reached or configured."""
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """How far a consumer is behind: ``unread`` entries not yet delivered to it, ``pending``
+    entries delivered but not acknowledged (``None`` where the source cannot tell)."""
+
+    unread: int | None = None
+    pending: int | None = None
+
+
+@runtime_checkable
+class ReportsBacklog(Protocol):
+    """A source that can tell its backlog (exported as the ``retain_stream_lag`` metrics)."""
+
+    def backlog(self) -> Backlog: ...
