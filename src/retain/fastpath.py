@@ -186,6 +186,36 @@ def _mixes_text_and_floats(values: list[Any]) -> bool:
     return has_text and any(isinstance(v, float) and v == v for v in values)
 
 
+_PLAIN_NUMBER_TYPES = frozenset({int, float, type(None)})
+
+
+def _numbers_at_once(column: list[Any], rule: _Rule) -> list[float] | None:
+    """``_number_value`` over a column of plain ints, floats and nulls, vectorised (``None``: other
+    types present, use the per-value path). Raises ``_DoubtError`` where that path would."""
+    kinds = set(map(type, column))
+    if not kinds <= _PLAIN_NUMBER_TYPES:
+        return None
+    try:
+        array = np.array(column, dtype=np.float64)
+    except (OverflowError, TypeError, ValueError):
+        return None
+    missing = np.isnan(array)
+    if np.isinf(array).any() or (missing.any() and not rule.nullable):
+        raise _DoubtError
+    present = array[~missing]
+    if int in kinds and (np.abs(present) >= _MAX_EXACT_INT).any():
+        raise _DoubtError
+    if rule.allowed is not None and not np.isin(present, list(rule.allowed)).all():
+        raise _DoubtError
+    if rule.integer and (present != np.floor(present)).any():
+        raise _DoubtError
+    if (rule.low is not None and (present < rule.low).any()) or (
+        rule.high is not None and (present > rule.high).any()
+    ):
+        raise _DoubtError
+    return array.tolist()
+
+
 def _number_value(value: object, rule: _Rule) -> float:
     """A numeric value as float64 (NaN when missing), checked like validation checks it."""
     kind = type(value)
@@ -525,6 +555,8 @@ class FastScorer:
         self.estimator = estimator.description
         self._calibrate = calibrate
         self._labels = np.asarray(model.labels, dtype=object)
+        # Codes by (type, value) per column: coded values repeat, and each maps to one answer.
+        self._code_memo: dict[str, dict[tuple[type, object], str | None]] = {name: {} for name in rules}
 
     @property
     def n_features_out(self) -> int:
@@ -568,13 +600,38 @@ class FastScorer:
                 if rule is None:
                     continue  # the id column: any value is accepted and never scored
                 column = [record.get(name) for record in records]
-                if not rule.coded and len(column) > 1 and _mixes_text_and_floats(column):
-                    return None  # pandas would re-parse the floats' text: not worth replicating
-                convert = _code_value if rule.coded else _number_value
-                out[name] = [convert(value, rule) for value in column]
+                if rule.coded:
+                    out[name] = self._codes(column, rule)
+                    continue
+                numbers = _numbers_at_once(column, rule)
+                if numbers is None:
+                    if len(column) > 1 and _mixes_text_and_floats(column):
+                        return None  # pandas would re-parse the floats' text: not worth replicating
+                    numbers = [_number_value(value, rule) for value in column]
+                out[name] = numbers
         except _DoubtError:
             return None
         return out
+
+    def _codes(self, column: list[Any], rule: _Rule) -> list[str | None]:
+        memo = self._code_memo[rule.name]
+        out: list[str | None] = []
+        for value in column:
+            key = (type(value), value)
+            try:
+                code = memo[key]
+            except KeyError:
+                code = _code_value(value, rule)
+                if len(memo) < 10_000:
+                    memo[key] = code
+            except TypeError:  # unhashable: the full check decides
+                code = _code_value(value, rule)
+            out.append(code)
+        return out
+
+    def matrix(self, values: dict[str, list[Any]], n: int) -> np.ndarray:
+        """The transformed matrix from ``parse``'s values (what ``transform`` returns)."""
+        return self._matrix(values, n)
 
     # ---- features ---------------------------------------------------------------------------
 

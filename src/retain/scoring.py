@@ -189,7 +189,7 @@ def score_records(predictor: Predictor, records: Sequence[Record]) -> ScoredBatc
     scorer = predictor.fast_scorer
     values = scorer.parse(records) if scorer is not None else None
     if scorer is not None and values is not None:  # the fast path: same results, no pandas
-        matrix = scorer.transform(records)
+        matrix = scorer.matrix(values, len(records))
         columns = list(values)
         missing_extra = [c for c in extra if c not in values]
         rows: list[Record] = []

@@ -162,6 +162,12 @@ def _pool_rare(
     return np.asarray(obs, dtype=float), np.asarray(exp, dtype=float)
 
 
+def _pool_like(counts: np.ndarray, expected: np.ndarray, min_expected: float = 5.0) -> np.ndarray:
+    """Pool ``counts`` exactly as ``_pool_rare`` pools the current sample with ``expected``."""
+    pooled, _ = _pool_rare(counts, expected, min_expected)
+    return pooled
+
+
 def _categorical(
     ref: pd.Series, cur: pd.Series, options: DriftOptions
 ) -> tuple[str, float, float | None, float]:
@@ -173,12 +179,14 @@ def _categorical(
     if min(len(ref), len(cur)) <= options.large_n:
         if len(categories) < 2:
             return "chi2", 0.0, 1.0, options.alpha
-        # Expected counts from the reference shares (smoothed so unseen categories count).
-        expected = (r + 0.5) / (r + 0.5).sum() * c.sum()
-        observed, expected = _pool_rare(c, expected)
+        # Homogeneity of the two samples (a 2 x k table): both sides are samples, so the
+        # reference's own noise counts too. Rare categories are pooled first.
+        expected = (r + c) / (r.sum() + c.sum()) * c.sum()
+        observed, _ = _pool_rare(c, expected)
         if len(observed) < 2:
             return "chi2", 0.0, 1.0, options.alpha
-        statistic, p = stats.chisquare(observed, expected)
+        pooled_ref = _pool_like(r, expected)
+        statistic, p, _, _ = stats.chi2_contingency(np.vstack([pooled_ref, observed]), correction=False)
         return "chi2", float(statistic), float(p), options.alpha
     # Categories under 1% of both sides are pooled: their noise would dominate the distance.
     rare = (r / r.sum() < 0.01) & (c / c.sum() < 0.01)
@@ -289,3 +297,52 @@ def detect_drift(
         if name in reference.columns and name in current.columns
     ]
     return DriftReport(out, predictions, len(reference), len(current), o)
+
+
+def render_html(report: DriftReport, title: str) -> str:
+    """A self-contained HTML page of a drift report (no scripts, no external assets)."""
+    from html import escape
+
+    def rows(items: list[FeatureDrift]) -> str:
+        out = []
+        for f in sorted(items, key=lambda x: (not x.drifted, not x.judged, x.feature)):
+            status = "drifted" if f.drifted else ("ok" if f.judged else "not judged")
+            p = "" if f.p_value is None else f"{f.p_value:.3g}"
+            out.append(
+                f"<tr class='{status.replace(' ', '-')}'><td>{escape(f.feature)}</td><td>{f.kind}</td>"
+                f"<td>{f.test}</td><td>{f.statistic:.4g}</td><td>{p}</td><td>{f.threshold:.3g}</td>"
+                f"<td>{f.n_reference}</td><td>{f.n_current}</td>"
+                f"<td>{f.missing_reference:.0%} / {f.missing_current:.0%}</td>"
+                f"<td>{status}</td><td>{escape(f.note)}</td></tr>"
+            )
+        return "\n".join(out)
+
+    head = (
+        "<tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th>"
+        "<th>threshold</th><th>reference n</th><th>current n</th><th>missing ref / cur</th>"
+        "<th>status</th><th>note</th></tr>"
+    )
+    verdict = (
+        "not enough data to judge"
+        if not report.enough_data
+        else ("dataset drift" if report.dataset_drift else "no dataset drift")
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 2rem; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 0.9rem; text-align: left; }}
+tr.drifted td {{ background: #fde2e1; }} tr.not-judged td {{ color: #888; }}
+</style></head><body>
+<h1>{escape(title)}</h1>
+<p><strong>{verdict}</strong>: {len(report.drifted)} of {len(report.judged)} judged features drifted
+({report.share_drifted:.0%}; dataset drift at {report.options.share:.0%}); prediction drift:
+{"yes" if report.prediction_drift else "no"}. Reference rows: {report.n_reference}; current rows:
+{report.n_current} (at least {report.options.min_samples} needed).</p>
+<h2>Features</h2><table>{head}
+{rows(report.features)}</table>
+<h2>Predictions</h2><table>{head}
+{rows(report.predictions)}</table>
+</body></html>
+"""

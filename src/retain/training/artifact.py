@@ -54,6 +54,10 @@ class RiskModel:
     interval_level: float = 0.8
     params: dict[str, object] = field(default_factory=dict)
     meta: dict[str, object] = field(default_factory=dict)
+    #: Drift reference: a sample of the training rows' model inputs (no identifiers).
+    reference: pd.DataFrame | None = None
+    #: Drift reference of the outputs: ``risk_score`` and ``risk_band`` of the held-out rows.
+    reference_scores: pd.DataFrame | None = None
 
     @property
     def is_classification(self) -> bool:

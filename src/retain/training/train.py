@@ -156,6 +156,20 @@ def _input_example(spec: DatasetSpec, features: list[str], seed: int) -> pd.Data
     return typed.reindex(columns=features)
 
 
+#: Rows of training inputs kept with a model as its drift reference.
+REFERENCE_ROWS = 5000
+
+
+def _attach_drift_reference(model: RiskModel, frame: pd.DataFrame, X_test: pd.DataFrame, seed: int) -> None:
+    """Keep a sample of the inputs (model features only: no ids) and the held-out rows' scores."""
+    inputs = frame[[f for f in model.features if f in frame.columns]]
+    if len(inputs) > REFERENCE_ROWS:
+        inputs = inputs.sample(REFERENCE_ROWS, random_state=seed)
+    model.reference = inputs.reset_index(drop=True)
+    scores = model.score(X_test)
+    model.reference_scores = pd.DataFrame({"risk_score": scores.risk, "risk_band": scores.band})
+
+
 def train_stage(
     spec: DatasetSpec,
     task: Task,
@@ -212,6 +226,7 @@ def train_stage(
         baselines[base] = score_metrics(task, y_train, oof_b, None)
     progress(f"{name}: evaluating on {len(y_test)} held-out rows")
     test_metrics = _test_metrics(task, model, X_test, y_test, settings.bootstrap_rounds, settings.seed)
+    _attach_drift_reference(model, data.frame, X_test, settings.seed)
     model.meta.update(
         {
             "data_hash": data.data_hash,

@@ -1,0 +1,107 @@
+"""Monitoring checks against the live store: the I/O edge around the pure drift code."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from retain.data.spec import load_spec
+from retain.monitoring.drift import DriftOptions, DriftReport, detect_drift, render_html
+from retain.predictor import Predictor
+from retain.settings import Settings, get_settings
+from retain.store.repository import Store
+
+_WINDOW = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_window(text: str) -> timedelta:
+    """``30m``, ``12h``, ``7d`` or ``2w`` as a timedelta (``ValueError`` otherwise)."""
+    match = _WINDOW.match(text)
+    if match is None:
+        raise ValueError(f"window {text!r}: use a number and m, h, d or w (e.g. 7d)")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass
+class DriftCheck:
+    """A drift report with what it compared."""
+
+    model_name: str
+    model_version: int | None
+    window: str
+    report: DriftReport
+    checked_at: datetime
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "window": self.window,
+            "checked_at": self.checked_at.isoformat(),
+            **self.report.to_dict(),
+        }
+
+
+def check_drift(
+    dataset: str,
+    task: str | None = None,
+    stage: str | None = None,
+    *,
+    window: str | None = "7d",
+    last: int | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    options: DriftOptions | None = None,
+) -> DriftCheck:
+    """Drift of the champion's recent traffic (a time ``window`` and/or the ``last`` N predictions)
+    against the training reference kept with the model.
+
+    Raises ``LookupError`` when there is no champion or it carries no reference (trained before
+    references were kept: retrain it).
+    """
+    s = settings or get_settings()
+    spec = load_spec(dataset)
+    t = spec.task(task) if task else spec.tasks[0]
+    st = stage or t.stages[-1]
+    predictor = Predictor.from_registry(dataset, t.name, st, settings=s)
+    model = predictor.model
+    if getattr(model, "reference", None) is None:
+        raise LookupError(f"{predictor.model_name} v{predictor.version} has no drift reference; retrain it")
+    assert model.reference is not None
+    own = store or Store.from_settings(s)
+    now = datetime.now(UTC)
+    since = now - parse_window(window) if window else None
+    try:
+        current = own.prediction_window(dataset, model_name=predictor.model_name, since=since, limit=last)
+    finally:
+        if store is None:
+            own.close()
+    declared = {c.name: c.type.value for c in spec.columns}
+    report = detect_drift(
+        model.reference,
+        current,
+        predictor.features,
+        declared=declared,
+        prediction_columns=(),
+        options=options,
+    )
+    scores = getattr(model, "reference_scores", None)
+    if scores is not None:  # outputs against their own reference: the held-out rows' scores
+        report.predictions = detect_drift(scores, current, [], options=options).predictions
+    label = window if window else ""
+    if last:
+        label = f"{label}, last {last}" if label else f"last {last}"
+    return DriftCheck(predictor.model_name, predictor.version, label or "all", report, now)
+
+
+def write_report(check: DriftCheck, folder: Path) -> Path:
+    """Write the HTML report under ``folder`` and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = check.checked_at.strftime("%Y%m%dT%H%M%SZ")
+    path = folder / f"drift-{check.model_name}-{stamp}.html"
+    title = f"Drift: {check.model_name} v{check.model_version}, window {check.window}"
+    path.write_text(render_html(check.report, title), encoding="utf-8")
+    return path
