@@ -603,7 +603,8 @@ class FastScorer:
                 if rule.coded:
                     out[name] = self._codes(column, rule)
                     continue
-                numbers = _numbers_at_once(column, rule)
+                # numpy pays off from a few dozen rows; a single record is faster value by value
+                numbers = _numbers_at_once(column, rule) if len(column) >= 32 else None
                 if numbers is None:
                     if len(column) > 1 and _mixes_text_and_floats(column):
                         return None  # pandas would re-parse the floats' text: not worth replicating

@@ -325,9 +325,21 @@ class DatasetSpec(_Strict):
             raise SpecError(f"dataset {self.name!r} has no stage {stage!r}; stages: {self.stages}")
         return self.stages.index(stage)
 
+    @cached_property
+    def features_cache(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """``features`` by (task, stage), computed once (every request asks)."""
+        return {}
+
     def features(self, task: str | Task, stage: str) -> list[str]:
         """Canonical feature names known at ``stage`` for ``task``, in spec order."""
         t = self.task(task) if isinstance(task, str) else task
+        key = (t.name, stage)
+        cached = self.features_cache.get(key)
+        if cached is None:
+            cached = self.features_cache[key] = tuple(self._features(t, stage))
+        return list(cached)
+
+    def _features(self, t: Task, stage: str) -> list[str]:
         if stage not in t.stages:
             raise SpecError(f"task {t.name!r} has no stage {stage!r}; stages: {t.stages}")
         rank = self.stage_rank(stage)

@@ -7,7 +7,6 @@ page documents every field. All scoring goes through ``retain.predictor.Predicto
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -27,6 +26,7 @@ from retain.monitoring.metrics import ServiceMetrics
 from retain.predictor import Predictor
 from retain.scoring import ScoringError, missing_fields, resolve_target, score_records, validation_detail
 from retain.serving import schemas
+from retain.serving.middleware import LimitsAndMetrics
 from retain.serving.models import ModelCache
 from retain.serving.security import Authenticator, Principal, has_role
 from retain.settings import Settings, get_settings
@@ -97,23 +97,7 @@ def create_app(
             CORSMiddleware, allow_origins=s.api_cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
 
-    @app.middleware("http")
-    async def limits_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > s.api_max_body_bytes:
-            return JSONResponse(
-                {"detail": f"request body of {length} bytes exceeds the limit of {s.api_max_body_bytes}"},
-                status_code=413,
-            )
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        state.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-        state.metrics.latency.labels(path, request.method).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(LimitsAndMetrics, metrics=state.metrics, max_body_bytes=s.api_max_body_bytes)
 
     @app.exception_handler(OperationalError)
     async def database_down(request: Request, exc: OperationalError) -> JSONResponse:

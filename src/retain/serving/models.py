@@ -1,7 +1,14 @@
-"""Loaded champions, refreshed without a restart when the ``champion`` alias moves."""
+"""Loaded champions, refreshed without a restart when the ``champion`` alias moves.
+
+The first request for a model loads it; afterwards, once ``refresh_seconds`` have passed, a
+request gets the loaded model at once while one background thread asks the registry whether the
+alias moved and swaps in the new champion (the registry's latency never lands on a request).
+``invalidate`` (after a promotion or rollback through the API) makes the next request load anew.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +18,8 @@ from retain.data.spec import DatasetSpec
 from retain.predictor import Predictor
 from retain.settings import Settings
 from retain.training import registry
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,11 +36,14 @@ class ModelCache:
         refresh_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         settings: Settings | None = None,
+        background: bool = True,
     ) -> None:
         self.refresh_seconds = refresh_seconds
         self.settings = settings
+        self.background = background
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._refreshing: set[str] = set()
         self._lock = threading.Lock()
 
     def get(self, spec: DatasetSpec, task: str, stage: str) -> Predictor:
@@ -42,6 +54,34 @@ class ModelCache:
             entry = self._entries.get(name)
             if entry is not None and now - entry.checked_at < self.refresh_seconds:
                 return entry.predictor
+            if entry is not None and self.background:  # stale: answer now, re-check behind
+                if name not in self._refreshing:
+                    self._refreshing.add(name)
+                    threading.Thread(
+                        target=self._refresh,
+                        args=(spec, task, stage),
+                        name="retain-model-refresh",
+                        daemon=True,
+                    ).start()
+                return entry.predictor
+        return self._load(spec, task, stage, now)
+
+    def _refresh(self, spec: DatasetSpec, task: str, stage: str) -> None:
+        name = spec.model_name(task, stage)
+        try:
+            self._load(spec, task, stage, self._clock())
+        except Exception as exc:  # the registry is down or the alias is gone: keep serving
+            logger.warning("could not refresh %s: %s", name, exc)
+            with self._lock:
+                entry = self._entries.get(name)
+                if entry is not None:
+                    entry.checked_at = self._clock()  # try again after the next period
+        finally:
+            with self._lock:
+                self._refreshing.discard(name)
+
+    def _load(self, spec: DatasetSpec, task: str, stage: str, now: float) -> Predictor:
+        name = spec.model_name(task, stage)
         registry.configure(self.settings)
         current = registry.champion_version(name)
         if current is None:

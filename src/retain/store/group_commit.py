@@ -23,7 +23,7 @@ _STOP = object()
 class GroupCommitWriter:
     """A writer thread that batches ``Store.record_predictions`` calls across callers."""
 
-    def __init__(self, store: Store, max_rows: int = 5000, max_wait_s: float = 0.002) -> None:
+    def __init__(self, store: Store, max_rows: int = 5000, max_wait_s: float = 0.0) -> None:
         self.store = store
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s

@@ -38,6 +38,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -612,6 +613,14 @@ class Store:
                 session.rollback()
                 raise
 
+    @contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction (no ORM session: the hot insert path)."""
+        with self.engine.connect() as connection:
+            connection.execution_options(**{WRITE_OPTION: True})
+            with connection.begin():
+                yield connection
+
     def _retry(self, operation: Callable[[], _T]) -> _T:
         """Run ``operation``, retrying when a concurrent writer wins a unique constraint."""
         for attempt in range(_MAX_RETRIES):
@@ -730,7 +739,7 @@ class Store:
         keys = [(r.dataset, e) for r, e in zip(rows, event_ids, strict=True)]
 
         def attempt() -> dict[tuple[str, str], tuple[Any, bool]]:
-            with self._write() as session:
+            with self._write_connection() as session:
                 found = self._existing(session, keys)
                 result: dict[tuple[str, str], tuple[Any, bool]] = {k: (p, False) for k, p in found.items()}
                 fresh: list[dict[str, Any]] = []
@@ -780,17 +789,21 @@ class Store:
         return out
 
     @staticmethod
-    def _existing(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Prediction]:
-        found: dict[tuple[str, str], Prediction] = {}
+    def _existing(
+        session: Session | Connection, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Any]:
+        """Stored rows of these (dataset, event id) pairs (Core rows: no ORM identity map to fill)."""
+        found: dict[tuple[str, str], Any] = {}
         by_dataset: dict[str, set[str]] = {}
         for dataset, event_id in keys:
             by_dataset.setdefault(dataset, set()).add(event_id)
+        table = cast(Table, Prediction.__table__)
         for dataset, ids in by_dataset.items():
             ordered = sorted(ids)
             for start in range(0, len(ordered), 500):
                 chunk = ordered[start : start + 500]
-                stmt = select(Prediction).where(Prediction.dataset == dataset, Prediction.event_id.in_(chunk))
-                for row in session.scalars(stmt):
+                stmt = select(table).where(table.c.dataset == dataset, table.c.event_id.in_(chunk))
+                for row in session.execute(stmt):
                     found[(row.dataset, row.event_id)] = row
         return found
 
