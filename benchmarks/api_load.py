@@ -77,7 +77,7 @@ def _wrk(url: str, key: str, seconds: int, body: str | None, connections: int = 
     return {"rps": rps, "errors": float(non2xx.group(1)) if non2xx else 0.0}
 
 
-def _steady(url: str, key: str, body: bytes, rate: float, seconds: float) -> np.ndarray:
+def _steady(url: str, key: str, body: bytes | None, rate: float, seconds: float) -> np.ndarray:
     """Open-loop load: requests start on a fixed schedule whatever the previous ones do."""
     latencies: list[float] = []
     lock = threading.Lock()
@@ -86,7 +86,8 @@ def _steady(url: str, key: str, body: bytes, rate: float, seconds: float) -> np.
 
     def fire(i: int) -> None:
         started = time.perf_counter()
-        response = clients[i % len(clients)].post(url, content=body)
+        client = clients[i % len(clients)]
+        response = client.get(url) if body is None else client.post(url, content=body)
         elapsed = time.perf_counter() - started
         if response.status_code == 200:
             with lock:
@@ -161,6 +162,7 @@ def main() -> int:
         single = _wrk(f"{base}/v1/dropout/predict", key, 10, one)
         half = single["rps"] / 2
         lat = _steady(f"{base}/v1/dropout/predict", key, one.encode(), half, 10)
+        lat_ping = _steady(f"{base}/v1/ping", key, None, half, 10)  # the client's own noise, same rate
 
         batch_body = json.dumps({"students": _students(1000, 5), "task": "dropout"}).encode()
         timings = []
@@ -195,6 +197,10 @@ def main() -> int:
     print(
         f"steady load at {half:.0f} req/s:  p50 {np.percentile(lat, 50) * 1000:.1f} ms, p99 {np.percentile(lat, 99) * 1000:.1f} ms "
         f"over {len(lat)} requests (target p99 <= 25 ms)"
+    )
+    print(
+        f"  baseline, GET /v1/ping at the same rate: p50 {np.percentile(lat_ping, 50) * 1000:.1f} ms, "
+        f"p99 {np.percentile(lat_ping, 99) * 1000:.1f} ms"
     )
     print(f"batch predict (1,000 a request):     {batch_rate:8.0f} students/s (target >= 20,000)")
     print(f"explanations add:                    {explain_ms:8.2f} ms per student (target <= 2)")

@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
 
 from retain import __version__
 from retain.data.spec import DatasetSpec, SpecError, list_specs, load_spec
@@ -118,7 +119,9 @@ def create_app(
 
     auth_cache: dict[str, tuple[Principal, float]] = {}
 
-    def principal(key: Annotated[str | None, Depends(_api_key)]) -> Principal:
+    # The dependencies are ``async``: a cached key costs a dict lookup, and a sync dependency would
+    # cost a thread-pool hop on every request. Only a cache miss goes to the key store, off the loop.
+    async def principal(key: Annotated[str | None, Depends(_api_key)]) -> Principal:
         if not key:
             raise HTTPException(401, "missing X-API-Key header")
         now = time.monotonic()
@@ -126,7 +129,7 @@ def create_app(
         cached = auth_cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
-        found = state.auth.authenticate(key)
+        found = await run_in_threadpool(state.auth.authenticate, key)
         if found is None:
             auth_cache.pop(digest, None)
             raise HTTPException(401, "unknown, expired or revoked API key")
@@ -135,12 +138,12 @@ def create_app(
         auth_cache[digest] = (found, now + s.api_key_cache_seconds)
         return found
 
-    def advisor(p: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def advisor(p: Annotated[Principal, Depends(principal)]) -> Principal:
         if not has_role(p, "advisor"):
             raise HTTPException(403, "this key may not do that")
         return p
 
-    def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
         if not has_role(p, "admin"):
             raise HTTPException(403, "admin role required")
         return p
