@@ -158,7 +158,7 @@ class ScoredBatch:
                     interval_low=interval[0] if interval else None,
                     interval_high=interval[1] if interval else None,
                     event_id=event_id,
-                    features={f: (None if _missing(row.get(f)) else row.get(f)) for f in features},
+                    features={f: row.get(f) for f in features},  # the store maps NaN to null
                     programme=None
                     if programme is None or _missing(row.get(programme))
                     else str(row.get(programme)),
@@ -192,12 +192,12 @@ def score_records(predictor: Predictor, records: Sequence[Record]) -> ScoredBatc
         matrix = scorer.matrix(values, len(records))
         columns = list(values)
         missing_extra = [c for c in extra if c not in values]
-        rows: list[Record] = []
-        for i, record in enumerate(records):
-            row = {c: values[c][i] for c in columns}
-            for c in missing_extra:
+        rows: list[Record] = [
+            dict(zip(columns, row, strict=True)) for row in zip(*values.values(), strict=True)
+        ]
+        for c in missing_extra:
+            for row, record in zip(rows, records, strict=True):
                 row[c] = record.get(c)
-            rows.append(row)
         return ScoredBatch(
             spec,
             predictor,

@@ -16,13 +16,14 @@ propagate: the caller must not acknowledge the batch, and retries it (the writes
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import orjson
 
 from retain.data.spec import DatasetSpec, list_specs, load_spec
 from retain.predictor import Predictor
@@ -359,7 +360,7 @@ class StreamProcessor:
         message["sent_at"] = sent_text
         message["scored_at"] = stamps[scored_at]
         message["latency_ms"] = round(latency_s * 1000.0, 3)
-        return json.dumps(message, separators=(",", ":")).encode("utf-8")
+        return orjson.dumps(message, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def _dead(self, result: BatchResult, message: Message, error: MessageError, now: datetime) -> None:
         if self._id_fields is None:
