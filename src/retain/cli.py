@@ -37,8 +37,10 @@ app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(roster_app, name="roster")
 app.add_typer(privacy_app, name="privacy")
-monitor_app = typer.Typer(help="Monitoring: drift of live traffic against training.", no_args_is_help=True)
+monitor_app = typer.Typer(help="Monitoring: drift and live performance.", no_args_is_help=True)
 app.add_typer(monitor_app, name="monitor")
+outcomes_app = typer.Typer(help="Real outcomes: the feedback loop's labels.", no_args_is_help=True)
+app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(stream_app, name="stream")
 
 err = Console(stderr=True)
@@ -643,6 +645,81 @@ def monitor_drift(
             f"prediction drift: {'yes' if r.prediction_drift else 'no'}"
         )
     err.print(f"report: {path}")
+
+
+@monitor_app.command("performance")
+def monitor_performance(
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+    task: Annotated[str | None, typer.Option(help="Task (default: the spec's first).")] = None,
+    period: Annotated[str, typer.Option(help="Period of outcomes: W, M, Q or Y.")] = "M",
+    window: Annotated[
+        str | None, typer.Option(help="Only outcomes recorded in the last 30d, 12w, ...")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Live performance: predictions against the outcomes recorded later, by version, period and group."""
+    from retain.monitoring.checks import check_performance
+
+    if period not in ("W", "M", "Q", "Y"):
+        _fail(f"period {period!r}: use W, M, Q or Y")
+    with _friendly_errors():
+        try:
+            report = check_performance(dataset, task, period=period, window=window)
+        except ValueError as exc:
+            _fail(str(exc))
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    table = Table(title=f"Live performance of {dataset}.{report.task} ({report.primary_metric})")
+    for column in ("version", "period", "outcomes", "adverse", report.primary_metric, "recall (adverse)"):
+        table.add_column(column)
+    for p in report.periods:
+        main = p.metrics.get(report.primary_metric)
+        recall = p.metrics.get("recall_adverse")
+        table.add_row(
+            str(p.model_version),
+            p.period,
+            str(p.n),
+            str(p.n_adverse),
+            "too few" if not p.judged else (f"{main:.3f}" if main is not None else ""),
+            "" if recall is None else f"{recall:.2f}",
+        )
+    out.print(table)
+    if report.unmatched:
+        out.print(f"{report.unmatched} outcomes say nothing about this task (unknown labels)")
+    for alert in report.alerts:
+        out.print(f"[red]alert:[/] {alert}")
+
+
+@outcomes_app.command("import")
+def outcomes_import(
+    file: Path,
+    dataset: Annotated[str, typer.Option(help="Dataset the outcomes belong to.")],
+) -> None:
+    """Record real outcomes from a CSV (student_id, outcome; optional task, recorded_at, event_id)."""
+    from retain.data.load import read_table
+    from retain.data.spec import load_spec
+    from retain.monitoring.outcomes import OutcomeFileError, outcome_rows
+
+    with _friendly_errors():
+        spec = load_spec(dataset)
+        try:
+            rows = outcome_rows(read_table(file), spec)
+        except OutcomeFileError as exc:
+            _fail(str(exc))
+        store, scope = _store(), _cli_scope()
+        for row in rows:
+            store.record_outcome(
+                dataset,
+                row.student_id,
+                row.outcome,
+                task=row.task,
+                event_id=row.event_id,
+                recorded_at=row.recorded_at,
+                scope=scope,
+            )
+        store.close()
+    out.print(f"recorded {len(rows)} outcomes (repeated rows are recorded once)")
 
 
 # ----------------------------------------------------------------------------- serve

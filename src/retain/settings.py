@@ -65,6 +65,17 @@ class Settings(BaseSettings):
     )
     cv_folds: int = 5
     n_jobs: int = 1
+    performance_floors: dict[str, float] = Field(
+        default_factory=dict,
+        description='Alert floors of the primary metric on live outcomes, by "dataset.task" '
+        '(e.g. {"dropout.dropout": 0.85}).',
+    )
+    fairness_max_gap: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Alert when groups' shares of adverse outcomes caught differ more.",
+    )
     bootstrap_rounds: int = 200
     api_host: str = "127.0.0.1"
     api_port: int = 8000

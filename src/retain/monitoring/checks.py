@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from retain.data.spec import load_spec
+from retain.data.spec import SpecError, load_spec
 from retain.monitoring.drift import DriftOptions, DriftReport, detect_drift, render_html
+from retain.monitoring.performance import PerformanceReport, live_performance
 from retain.predictor import Predictor
 from retain.settings import Settings, get_settings
 from retain.store.repository import Store
+from retain.training import registry
 
 _WINDOW = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -63,17 +65,22 @@ def check_drift(
     references were kept: retrain it).
     """
     s = settings or get_settings()
+    now = datetime.now(UTC)
+    since = now - parse_window(window) if window else None  # a bad window fails before any I/O
     spec = load_spec(dataset)
     t = spec.task(task) if task else spec.tasks[0]
     st = stage or t.stages[-1]
+    if st not in t.stages:
+        raise SpecError(f"task {t.name!r} has no stage {st!r}; stages: {t.stages}")
+    registry.configure(s)
+    if registry.champion_version(spec.model_name(t.name, st)) is None:
+        raise LookupError(f"no champion model {spec.model_name(t.name, st)!r}; train it first")
     predictor = Predictor.from_registry(dataset, t.name, st, settings=s)
     model = predictor.model
     if getattr(model, "reference", None) is None:
         raise LookupError(f"{predictor.model_name} v{predictor.version} has no drift reference; retrain it")
     assert model.reference is not None
     own = store or Store.from_settings(s)
-    now = datetime.now(UTC)
-    since = now - parse_window(window) if window else None
     try:
         current = own.prediction_window(dataset, model_name=predictor.model_name, since=since, limit=last)
     finally:
@@ -105,3 +112,33 @@ def write_report(check: DriftCheck, folder: Path) -> Path:
     title = f"Drift: {check.model_name} v{check.model_version}, window {check.window}"
     path.write_text(render_html(check.report, title), encoding="utf-8")
     return path
+
+
+def check_performance(
+    dataset: str,
+    task: str | None = None,
+    *,
+    period: str = "M",
+    window: str | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
+) -> PerformanceReport:
+    """Live performance of a task from the store's outcomes and the predictions before them."""
+    s = settings or get_settings()
+    spec = load_spec(dataset)
+    t = spec.task(task) if task else spec.tasks[0]
+    since = datetime.now(UTC) - parse_window(window) if window else None
+    own = store or Store.from_settings(s)
+    try:
+        pairs = own.outcome_pairs(dataset, task=t.name, since=since)
+    finally:
+        if store is None:
+            own.close()
+    return live_performance(
+        pairs,
+        spec,
+        t,
+        period=period,
+        floor=s.performance_floors.get(f"{dataset}.{t.name}"),
+        max_caught_gap=s.fairness_max_gap,
+    )

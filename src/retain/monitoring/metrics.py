@@ -45,6 +45,36 @@ class ServiceMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.drift_share = Gauge(
+            "retain_drift_share",
+            "Share of judged features drifted in the latest drift check (NaN: not enough data).",
+            ["model"],
+            registry=self.registry,
+        )
+        self.feature_drift = Gauge(
+            "retain_feature_drift",
+            "1 when the feature drifted in the latest drift check, 0 when not.",
+            ["model", "feature"],
+            registry=self.registry,
+        )
+        self.prediction_drift = Gauge(
+            "retain_prediction_drift",
+            "1 when the model's outputs drifted in the latest drift check.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.live_metric = Gauge(
+            "retain_live_metric",
+            "Metrics on recorded outcomes, latest judged period, by model version.",
+            ["dataset", "task", "version", "metric"],
+            registry=self.registry,
+        )
+        self.alerts = Gauge(
+            "retain_monitoring_alerts",
+            "Alerts raised by the latest performance check (floor, fairness gap).",
+            ["dataset", "task"],
+            registry=self.registry,
+        )
 
 
 @dataclass

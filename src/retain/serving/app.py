@@ -362,6 +362,69 @@ def create_app(
             "feedback": [f.__dict__ | {"at": f.at.isoformat()} for f in history.feedback],
         }
 
+    @app.get(
+        "/v1/{dataset}/monitoring/drift",
+        tags=["monitoring"],
+        summary="Drift of the champion's recent traffic against its training reference.",
+    )
+    def monitoring_drift(
+        dataset: str,
+        who: Annotated[Principal, Depends(advisor)],
+        task: str | None = None,
+        stage: str | None = None,
+        window: Annotated[str | None, Query(max_length=10, description="e.g. 7d, 12h, 2w")] = "7d",
+        last: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+    ) -> dict[str, Any]:
+        from retain.monitoring.checks import check_drift
+
+        _spec(dataset)
+        try:
+            check = check_drift(dataset, task, stage, window=window, last=last, settings=s, store=state.store)
+        except (SpecError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from None
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        report, m = check.report, state.metrics
+        m.drift_share.labels(check.model_name).set(
+            report.share_drifted if report.enough_data else float("nan")
+        )
+        m.prediction_drift.labels(check.model_name).set(float(report.prediction_drift))
+        for f in report.features:
+            if f.judged:
+                m.feature_drift.labels(check.model_name, f.feature).set(float(f.drifted))
+        return check.to_dict()
+
+    @app.get(
+        "/v1/{dataset}/monitoring/performance",
+        tags=["monitoring"],
+        summary="Live performance and group rates from recorded outcomes, with alerts.",
+    )
+    def monitoring_performance(
+        dataset: str,
+        who: Annotated[Principal, Depends(advisor)],
+        task: str | None = None,
+        period: Annotated[str, Query(pattern="^[WMQY]$")] = "M",
+        window: Annotated[str | None, Query(max_length=10)] = None,
+    ) -> dict[str, Any]:
+        from retain.monitoring.checks import check_performance
+
+        _spec(dataset)
+        try:
+            report = check_performance(
+                dataset, task, period=period, window=window, settings=s, store=state.store
+            )
+        except (SpecError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from None
+        judged = [p for p in report.periods if p.judged]
+        if judged:
+            latest = judged[-1]
+            for metric, value in latest.metrics.items():
+                state.metrics.live_metric.labels(dataset, report.task, str(latest.model_version), metric).set(
+                    value
+                )
+        state.metrics.alerts.labels(dataset, report.task).set(len(report.alerts))
+        return report.to_dict()
+
     @app.get("/v1/models", response_model=list[schemas.ModelVersion], tags=["models"])
     def models(who: Annotated[Principal, Depends(advisor)]) -> list[schemas.ModelVersion]:
         return [

@@ -852,6 +852,70 @@ class Store:
             inputs[name] = [r[position] for r in rows]
         return inputs
 
+    def outcome_pairs(
+        self, dataset: str, *, task: str | None = None, since: datetime | None = None
+    ) -> pd.DataFrame:
+        """Recorded outcomes, each with the last prediction made for that student before it.
+
+        One row per (outcome, task): ``task``, ``model_name``, ``model_version``, ``stage``,
+        ``risk_score``, ``risk_band``, ``prediction``, ``probabilities`` (dict), ``predicted_at``,
+        ``outcome`` (text), ``value`` (number or NaN), ``recorded_at``, ``programme``, ``cohort``
+        and ``features`` (dict, for groups). An outcome recorded without a task pairs with every
+        task's last prediction. No student key or id is returned.
+        """
+        table = cast(Table, Prediction.__table__)
+        found = select(Outcome).where(Outcome.dataset == dataset)
+        if since is not None:
+            found = found.where(Outcome.recorded_at >= since)
+        if task is not None:
+            found = found.where(or_(Outcome.task == task, Outcome.task.is_(None)))
+        columns = [
+            "task", "model_name", "model_version", "stage", "risk_score", "risk_band", "prediction",
+            "probabilities", "predicted_at", "outcome", "value", "recorded_at", "programme", "cohort",
+            "features",
+        ]  # fmt: skip
+        with self._read() as session:
+            outcomes = list(session.scalars(found))
+            keys = sorted({o.student_key for o in outcomes})
+            by_student: dict[str, list[Any]] = {}
+            for start in range(0, len(keys), 500):
+                stmt = select(table).where(
+                    table.c.dataset == dataset, table.c.student_key.in_(keys[start : start + 500])
+                )
+                if task is not None:
+                    stmt = stmt.where(table.c.task == task)
+                for row in session.execute(stmt):
+                    by_student.setdefault(row.student_key, []).append(row)
+        out: list[dict[str, Any]] = []
+        for o in outcomes:
+            latest: dict[str, Any] = {}
+            for p in by_student.get(o.student_key, ()):
+                if (o.task is not None and p.task != o.task) or p.created_at > o.recorded_at:
+                    continue
+                if p.task not in latest or p.created_at > latest[p.task].created_at:
+                    latest[p.task] = p
+            for p in latest.values():
+                out.append(
+                    {
+                        "task": p.task,
+                        "model_name": p.model_name,
+                        "model_version": p.model_version,
+                        "stage": p.stage,
+                        "risk_score": p.risk_score,
+                        "risk_band": p.risk_band,
+                        "prediction": p.prediction,
+                        "probabilities": p.probabilities,
+                        "predicted_at": p.created_at,
+                        "outcome": o.outcome,
+                        "value": o.value if o.value is not None else math.nan,
+                        "recorded_at": o.recorded_at,
+                        "programme": p.programme,
+                        "cohort": p.cohort,
+                        "features": p.features or {},
+                    }
+                )
+        return pd.DataFrame(out, columns=columns)
+
     def get_prediction(self, prediction_id: str, scope: Scope) -> StoredPrediction | None:
         """One prediction by id, or ``None`` when absent or outside ``scope``."""
         with self._read() as session:

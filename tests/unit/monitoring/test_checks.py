@@ -7,15 +7,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from retain.cli import app
 from retain.data.spec import load_spec
 from retain.data.synth import synthesize, synthesize_to_file
-from retain.monitoring.checks import check_drift, parse_window, write_report
+from retain.monitoring.checks import check_drift, check_performance, parse_window, write_report
+from retain.monitoring.performance import truth
 from retain.predictor import Predictor
 from retain.scoring import score_records
 from retain.settings import get_settings
+from retain.store.models import Outcome
 from retain.store.repository import Store
 from retain.training.train import TrainOptions, train
 
@@ -101,3 +104,73 @@ def test_parse_window() -> None:
     assert parse_window("7d").days == 7 and parse_window("12h").seconds == 12 * 3600
     with pytest.raises(ValueError):
         parse_window("7 days")
+
+
+def test_live_performance_from_recorded_outcomes(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store.from_settings()
+    students = synthesize(SPEC, 600, seed=77)
+    students["student_id"] = [f"live-{i}" for i in range(len(students))]
+    _record(students.drop(columns=["target"]), store)
+    for sid, outcome in zip(students["student_id"], students["target"], strict=True):
+        store.record_outcome("dropout", sid, str(outcome))
+    store.record_outcome("dropout", "never-predicted", "Dropout")  # no prediction before it: unpaired
+
+    report = check_performance("dropout", "dropout", store=store)
+    judged = [p for p in report.periods if p.judged]
+    assert len(judged) == 1 and judged[0].n == 600 and judged[0].model_version == 1
+    assert judged[0].n_adverse == int((students["target"] == "Dropout").sum())
+    assert judged[0].metrics["roc_auc"] > 0.6  # the model learnt something real about these students
+    assert "recall_adverse" in judged[0].metrics
+    assert not any("floor" in a for a in report.alerts)  # no floor configured
+    assert {g.feature for g in report.groups} & set(SPEC.protected)  # protected model inputs get rates
+    payload = report.to_dict()
+    assert payload["periods"][0]["metrics"]["roc_auc"] == judged[0].metrics["roc_auc"]
+
+    monkeypatch.setenv("RETAIN_PERFORMANCE_FLOORS", '{"dropout.dropout": 0.999}')
+    get_settings.cache_clear()
+    strict = check_performance("dropout", "dropout", store=store)
+    assert any("worse than the floor" in a for a in strict.alerts)
+    store.close()
+
+
+def test_outcome_truth_by_task_kind() -> None:
+    binary, multiclass = SPEC.task("dropout"), SPEC.task("outcome")
+    assert truth(binary, "Dropout", float("nan")) == 1.0
+    assert truth(binary, "Graduate", float("nan")) == 0.0  # any other outcome: not the adverse one
+    assert truth(multiclass, "Enrolled", float("nan")) == 1.0
+    assert truth(multiclass, "Transferred", float("nan")) is None  # not a class of this task
+    grades = load_spec("secondary_math").tasks[0]
+    assert truth(grades, "14", 14.0) == (14.0 if not grades.is_classification else truth(grades, "14", 14.0))
+
+
+def test_outcomes_import_and_performance_cli(home: Path, tmp_path: Path) -> None:
+    store = Store.from_settings()
+    students = synthesize(SPEC, 120, seed=5)
+    students["student_id"] = [f"cli-{i}" for i in range(len(students))]
+    _record(students.drop(columns=["target"]), store)
+    store.close()
+    file = tmp_path / "outcomes.csv"
+    pd.DataFrame({"student_id": students["student_id"], "outcome": students["target"]}).to_csv(
+        file, index=False
+    )
+    runner = CliRunner()
+    for _ in range(2):  # importing the same file twice records each outcome once
+        done = runner.invoke(app, ["outcomes", "import", str(file), "--dataset", "dropout"])
+        assert done.exit_code == 0, done.output
+    reader = Store.from_settings()
+    with reader.engine.connect() as connection:
+        imported = connection.scalar(
+            select(func.count()).select_from(Outcome).where(Outcome.event_id.like("file-%"))
+        )
+    reader.close()
+    assert imported == 120
+    shown = runner.invoke(
+        app, ["monitor", "performance", "--dataset", "dropout", "--task", "dropout", "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["periods"][0]["n"] >= 120
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("student,result\ns1,Dropout\n")
+    refused = runner.invoke(app, ["outcomes", "import", str(bad), "--dataset", "dropout"])
+    assert refused.exit_code == 2 and "student_id" in refused.output

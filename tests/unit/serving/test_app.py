@@ -232,3 +232,37 @@ def test_repeated_event_id_is_not_stored_twice(client: TestClient) -> None:
     second = client.post("/v1/dropout/predict", json=body, headers=ADVISOR).json()["predictions"][0]
     assert first["prediction_id"] == second["prediction_id"]
     assert second.get("duplicate") is True and not first.get("duplicate")
+
+
+def test_monitoring_endpoints(client: TestClient) -> None:
+    client.post(
+        "/v1/dropout/predict", json={"students": _students(5, seed=8), "task": "dropout"}, headers=ADVISOR
+    )
+    drift = client.get(
+        "/v1/dropout/monitoring/drift", params={"task": "dropout", "stage": "semester_1"}, headers=ADVISOR
+    )
+    assert drift.status_code == 200, drift.text
+    body = drift.json()
+    assert body["model_name"] == "dropout.dropout.semester_1" and body["n_current"] >= 5
+    assert body["enough_data"] is False and body["dataset_drift"] is False  # a few records never decide
+    assert "student_id" not in drift.text
+    missing = client.get(
+        "/v1/dropout/monitoring/drift", params={"task": "dropout", "stage": "semester_2"}, headers=ADVISOR
+    )
+    assert missing.status_code == 404 and "no champion" in missing.json()["detail"]
+    assert (
+        client.get("/v1/dropout/monitoring/drift", params={"window": "soon"}, headers=ADVISOR).status_code
+        == 422
+    )
+    assert client.get("/v1/dropout/monitoring/drift").status_code == 401
+
+    performance = client.get(
+        "/v1/dropout/monitoring/performance", params={"task": "dropout"}, headers=ADVISOR
+    )
+    assert performance.status_code == 200 and performance.json()["primary_metric"] == "roc_auc"
+    bad = client.get("/v1/dropout/monitoring/performance", params={"period": "day"}, headers=ADVISOR)
+    assert bad.status_code == 422 and "period" in bad.text
+    assert client.get("/v1/nowhere/monitoring/performance", headers=ADVISOR).status_code == 404
+    exported = client.get("/metrics").text
+    assert 'retain_drift_share{model="dropout.dropout.semester_1"} NaN' in exported
+    assert 'retain_monitoring_alerts{dataset="dropout",task="dropout"} 0.0' in exported
