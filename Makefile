@@ -52,6 +52,10 @@ loadtest-env: ## Locust in its own venv (.venv-loadtest); its pins fight the app
 	.venv-loadtest/bin/pip install -q -r loadtest/requirements.txt
 	.venv-loadtest/bin/pip install -q --no-deps -e .
 
+system-tools: ## Debian packages some tests and benchmarks use when present (wrk, promtool); needs root
+	@command -v wrk >/dev/null && command -v promtool >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq wrk prometheus >/dev/null)
+
 bench-api: install ## API load benchmark with wrk (Debian package wrk)
 	$(BIN)/python benchmarks/api_load.py
 
@@ -66,4 +70,4 @@ format: install ## Apply ruff formatting and fixes
 clean: ## Remove caches and local state (.retain)
 	rm -rf .retain .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test test-fast train-all tune bench bench-api loadtest-env lock format clean
+.PHONY: help install demo lint test test-fast train-all tune bench bench-api loadtest-env system-tools lock format clean

@@ -6,6 +6,7 @@ Also scans the server's log output and every stored row for the raw student ids 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -168,3 +169,62 @@ def test_predict_store_and_read_back_over_http(server: tuple[str, str, str, Path
     for raw in raw_ids:
         assert raw not in stored, f"raw id {raw} stored in the database"
         assert raw not in log_path.read_text(), f"raw id {raw} in the server log"
+
+
+def test_a_real_prometheus_scrapes_the_api(server: tuple[str, str, str, Path], tmp_path: Path) -> None:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        reason = "prometheus not installed (Debian package prometheus; `make system-tools`)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    base, advisor_key, _, _ = server
+    httpx.post(
+        f"{base}/v1/dropout/predict",
+        json={"students": _students(3), "task": "dropout"},
+        headers={"X-API-Key": advisor_key},
+        timeout=30,
+    ).raise_for_status()
+    target = base.removeprefix("http://")
+    rules = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml"
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files: ['{rules}']\n"
+        f"scrape_configs:\n  - job_name: retain\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        found: list[dict[str, object]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not found:
+            time.sleep(1)
+            try:
+                answer = httpx.get(
+                    f"{api}/query",
+                    params={"query": 'retain_predictions_total{model="dropout.dropout.semester_1"}'},
+                    timeout=5,
+                ).json()
+            except httpx.HTTPError:
+                continue
+            found = answer.get("data", {}).get("result", [])
+        assert found, "Prometheus never scraped Retain's predictions counter"
+        assert sum(float(r["value"][1]) for r in found) >= 3  # type: ignore[index]
+        up = httpx.get(f"{api}/query", params={"query": 'up{job="retain"}'}, timeout=5).json()
+        assert up["data"]["result"][0]["value"][1] == "1"
+        loaded = httpx.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
+        assert {g["name"] for g in loaded} == {"retain-api", "retain-models", "retain-stream"}
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
