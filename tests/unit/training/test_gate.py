@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from retain.training.gate import decide
+from retain.training.gate import decide, decide_paired, paired_bootstrap
 
 
 def test_promote_without_champion() -> None:
@@ -58,3 +59,50 @@ def test_decision_carries_numbers() -> None:
 
 def test_improvement_equal_to_margin_promotes_despite_float_rounding() -> None:
     assert decide("roc_auc", 0.06, 0.05, True, margin=0.01).promote
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p))
+
+
+def _scores(n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(int)
+    return y, y + rng.normal(0, noise, n)
+
+
+def test_the_paired_gate_never_promotes_a_worse_challenger() -> None:
+    for seed in range(12):
+        y, champion = _scores(600, 0.8, seed)
+        rng = np.random.default_rng(100 + seed)
+        worse = champion + rng.normal(0, 0.8, len(y))  # the champion's signal, diluted
+        test = paired_bootstrap(y, champion, worse, _auc, True, rounds=100, seed=seed)
+        decision = decide_paired("roc_auc", _auc(y, worse), _auc(y, champion), test, margin=0.0)
+        assert not decision.promote and decision.reason.startswith("champion stays"), seed
+
+
+def test_a_clearly_better_challenger_is_promoted_with_its_numbers() -> None:
+    y, champion = _scores(800, 1.2, 1)
+    better = y + np.random.default_rng(2).normal(0, 0.5, len(y))
+    test = paired_bootstrap(y, champion, better, _auc, True, rounds=300)
+    decision = decide_paired("roc_auc", _auc(y, better), _auc(y, champion), test, margin=0.01)
+    assert decision.promote and test.low > 0 and test.p_value < 0.05
+    assert (
+        "paired bootstrap" in decision.reason
+        and decision.to_dict()["candidate"] > decision.to_dict()["champion"]
+    )
+
+
+def test_a_small_noisy_gain_is_not_significant() -> None:
+    y, champion = _scores(60, 1.0, 3)
+    challenger = champion + np.random.default_rng(4).normal(0, 0.3, len(y))
+    test = paired_bootstrap(y, champion, challenger, _auc, True, rounds=300)
+    if test.improvement > 0:  # whatever the sign of the observed gain, 60 rows cannot prove it
+        decision = decide_paired("roc_auc", 0.0, 0.0, test, margin=0.0)
+        assert not decision.promote and "not significant" in decision.reason
+    errors = paired_bootstrap(
+        y.astype(float), champion, champion + 1.0, lambda a, b: float(np.mean(np.abs(a - b))), False
+    )
+    assert errors.improvement < 0 and errors.low < 0  # lower is better for errors: a shifted model is worse
