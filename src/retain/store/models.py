@@ -249,3 +249,66 @@ class StreamLease(Base):
     owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     expires_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DriftResult(Base):
+    """One drift check of a model's recent traffic against its training reference."""
+
+    __tablename__ = "drift_results"
+    __table_args__ = (Index("ix_drift_results_dataset_model_at", "dataset", "model_name", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    dataset: Mapped[str] = mapped_column(String(100))
+    model_name: Mapped[str] = mapped_column(String(300))
+    model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    window: Mapped[str] = mapped_column(String(100))
+    n_reference: Mapped[int] = mapped_column(Integer)
+    n_current: Mapped[int] = mapped_column(Integer)
+    enough_data: Mapped[bool] = mapped_column()
+    share_drifted: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dataset_drift: Mapped[bool] = mapped_column()
+    prediction_drift: Mapped[bool] = mapped_column()
+    drifted: Mapped[list[str]] = mapped_column(JSON, default=list)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class GateDecisionRow(Base):
+    """A promotion decision (retrain, manual promote, override) with the numbers behind it."""
+
+    __tablename__ = "gate_decisions"
+    __table_args__ = (Index("ix_gate_decisions_dataset_at", "dataset", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    dataset: Mapped[str] = mapped_column(String(100))
+    model_name: Mapped[str] = mapped_column(String(300), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    champion_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    challenger_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    promoted: Mapped[bool] = mapped_column()
+    metric: Mapped[str] = mapped_column(String(100))
+    champion_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    challenger_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    margin: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class Job(Base):
+    """A background job (a retrain started through the API) and how it ended."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    kind: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -57,6 +57,7 @@ from retain.store.models import (
     StreamLease,
     utcnow,
 )
+from retain.store.records import MonitoringRecords
 
 logger = logging.getLogger(__name__)
 
@@ -503,7 +504,7 @@ def records_from_frame(
 # ------------------------------------------------------------------------------------------ store
 
 
-class Store:
+class Store(MonitoringRecords):
     """Typed access to the store's tables.
 
     Parameters
