@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -55,3 +57,40 @@ def evaluate_model(model: RiskModel, task: Task, X: pd.DataFrame, y: np.ndarray)
 def confusion_table(model: RiskModel, X: pd.DataFrame, y: np.ndarray) -> pd.DataFrame:
     proba = model.predict_proba(X)
     return confusion(y, model.decide(proba), model.labels)
+
+
+#: Metrics computed from class decisions (the model's own decision rule), not from probabilities.
+DECISION_METRICS = frozenset({"accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1"})
+
+
+def metric_inputs(model: RiskModel, task: Task, X: pd.DataFrame) -> np.ndarray:
+    """What :func:`metric_scorer` needs of one model on rows ``X``.
+
+    Classification: shape (n, 2k), the probabilities then the one-hot of the model's decisions
+    (its own class weights decide, so two models with different weights compare fairly).
+    Regression: shape (n,), the predicted values.
+    """
+    if not task.is_classification:
+        return model.predict_value(X)
+    proba = model.predict_proba(X)
+    decisions = model.decide(proba)
+    return np.hstack([proba, np.eye(proba.shape[1])[decisions]])
+
+
+def metric_scorer(task: Task, metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``score(y, metric_inputs(...)) -> float`` for one metric; ``ValueError`` when undefined."""
+
+    def score(y: np.ndarray, inputs: np.ndarray) -> float:
+        if not task.is_classification:
+            values = regression_metrics(y, inputs)
+        else:
+            k = inputs.shape[1] // 2
+            if metric in DECISION_METRICS:
+                values = decision_metrics(y, np.argmax(inputs[:, k:], axis=1), task.labels)
+            else:
+                values = classification_metrics(y, inputs[:, :k], task.labels)
+        if metric not in values:
+            raise ValueError(f"{metric} is undefined on these rows")
+        return float(values[metric])
+
+    return score

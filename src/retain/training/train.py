@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -267,7 +268,7 @@ def _champion_metric(name: str, task: Task, X_test: pd.DataFrame, y_test: np.nda
     return float(evaluate_model(champion, task, X_test, y_test).get(task.primary_metric, np.nan))
 
 
-def _log_and_register(
+def log_and_register(
     spec: DatasetSpec,
     task: Task,
     result: StageResult,
@@ -277,7 +278,16 @@ def _log_and_register(
     options: TrainOptions,
     settings: Settings,
     progress: Progress,
+    *,
+    decision: GateDecision | None = None,
+    extra: dict[str, dict[str, Any]] | None = None,
 ) -> None:
+    """Log a trained stage to MLflow, register it, and promote it when the gate agrees.
+
+    ``decision`` is the gate's verdict when the caller already made it (a retrain's paired test);
+    by default the champion is scored on the same held-out rows and :func:`decide` rules.
+    ``extra`` dicts are logged as JSON artifacts (``{name}.json``).
+    """
     import mlflow
 
     from retain.training import registry
@@ -325,12 +335,15 @@ def _log_and_register(
             spec, task, result, model, X_test, y_test, card_dir, commit, importance=options.importance
         )
         mlflow.log_artifacts(str(card_dir), "model_card")
-        champion_score = _champion_metric(result.model_name, task, X_test, y_test)
-        candidate = result.test_metrics.get(task.primary_metric, {}).get("value", float("nan"))
-        decision = decide(
-            task.primary_metric, candidate, champion_score, task.greater_is_better, task.promotion_margin
-        )
+        if decision is None:
+            champion_score = _champion_metric(result.model_name, task, X_test, y_test)
+            candidate = result.test_metrics.get(task.primary_metric, {}).get("value", float("nan"))
+            decision = decide(
+                task.primary_metric, candidate, champion_score, task.greater_is_better, task.promotion_margin
+            )
         result.decision = decision
+        for artifact, payload in (extra or {}).items():
+            mlflow.log_dict(payload, f"{artifact}.json")
         mlflow.log_dict(decision.to_dict(), "gate_decision.json")
         mlflow.set_tag("gate", "promote" if decision.promote else "keep-champion")
         progress(f"{result.model_name}: registering")
@@ -383,7 +396,7 @@ def train(
             result, model, X_test, y_test = train_stage(spec, t, st, data, split, opts, s, say)
             if opts.register:
                 started = time.perf_counter()
-                _log_and_register(spec, t, result, model, X_test, y_test, opts, s, say)
+                log_and_register(spec, t, result, model, X_test, y_test, opts, s, say)
                 result.tracking_seconds = time.perf_counter() - started
             results.append(result)
             if stage_done is not None:
@@ -430,6 +443,7 @@ __all__ = [
     "PreparedData",
     "StageResult",
     "TrainOptions",
+    "log_and_register",
     "prepare",
     "train",
     "train_all",
