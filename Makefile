@@ -71,3 +71,16 @@ clean: ## Remove caches and local state (.retain)
 	rm -rf .retain .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help install demo lint test test-fast train-all tune bench bench-api loadtest-env system-tools lock format clean
+
+DVC_VENV ?= .venv-dvc
+DVC_VERSION ?= 3.67.1
+
+$(DVC_VENV)/.installed:
+	$(PYTHON) -m venv $(DVC_VENV)
+	$(DVC_VENV)/bin/pip install -q "dvc==$(DVC_VERSION)"
+	@touch $@
+
+dvc-env: install $(DVC_VENV)/.installed ## DVC in its own venv (.venv-dvc), then `dvc init --no-scm` once; run: .venv-dvc/bin/dvc repro
+	@[ -d .dvc ] || { $(DVC_VENV)/bin/dvc init --no-scm -q && $(DVC_VENV)/bin/dvc config core.analytics false; }
+
+.PHONY: dvc-env

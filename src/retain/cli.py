@@ -42,6 +42,10 @@ app.add_typer(monitor_app, name="monitor")
 outcomes_app = typer.Typer(help="Real outcomes: the feedback loop's labels.", no_args_is_help=True)
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(stream_app, name="stream")
+flows_app = typer.Typer(help="Prefect flows: run one locally, or serve the schedules.", no_args_is_help=True)
+flows_run_app = typer.Typer(help="Run one flow now (locally, no server needed).", no_args_is_help=True)
+flows_app.add_typer(flows_run_app, name="run")
+app.add_typer(flows_app, name="flows")
 
 err = Console(stderr=True)
 out = Console()
@@ -614,7 +618,7 @@ def monitor_drift(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Drift of recent predictions' inputs and outputs against the champion's training reference."""
-    from retain.monitoring.checks import check_drift, parse_window, write_report
+    from retain.monitoring.checks import check_drift, parse_window, store_drift, write_report
     from retain.settings import get_settings
 
     with _friendly_errors():
@@ -622,11 +626,16 @@ def monitor_drift(
             parse_window(window)
         except ValueError as exc:
             _fail(str(exc))
-        check = check_drift(dataset, task, stage, window=window, last=last)
+        store = _store()
+        try:
+            check = check_drift(dataset, task, stage, window=window, last=last, store=store)
+            stored = store_drift(check, store)
+        finally:
+            store.close()
         path = write_report(check, report or get_settings().home / "reports")
     r = check.report
     if as_json:
-        _print_json({**check.to_dict(), "html": str(path)})
+        _print_json({**check.to_dict(), "html": str(path), "id": stored})
         return
     table = Table(title=f"Drift of {check.model_name} v{check.model_version} ({check.window})")
     for column in ("feature", "test", "statistic", "p-value", "status"):
@@ -720,6 +729,217 @@ def outcomes_import(
             )
         store.close()
     out.print(f"recorded {len(rows)} outcomes (repeated rows are recorded once)")
+
+
+# ----------------------------------------------------------------------------- retrain, flows
+
+
+def _print_retrain(result: dict[str, Any]) -> None:
+    if "skipped" in result:
+        out.print(f"no retrain: {result['skipped']}")
+        return
+    rows = result["rows"]
+    test = result["paired_test"]
+    verdict = "[green]promoted[/]" if result["promoted"] else "[yellow]champion stays[/]"
+    out.print(
+        f"{result['model_name']}: champion v{result['champion_version']} {result['metric']} "
+        f"{result['champion_score']:.4f}, challenger v{result['challenger_version']} "
+        f"{result['challenger_score']:.4f} on {rows['fresh_test']} fresh held-out students "
+        f"(trained on {rows['reference']} reference + {rows['fresh_train']} newly labelled)"
+    )
+    out.print(
+        f"paired bootstrap ({test['rounds']} rounds): gain {test['improvement']:+.4f}, "
+        f"lower {1 - test['alpha']:.0%} bound {test['low']:+.4f}, p = {test['p_value']:.3f}; "
+        f"margin {result['margin']:.4f}"
+    )
+    out.print(f"{verdict}: {result['reason']}")
+
+
+@models_app.command("retrain")
+def models_retrain(
+    name: Annotated[str, typer.Argument(help="dataset.task.stage")],
+    data: Annotated[
+        Path | None, typer.Option(help="Reference data (default: the data folder's file).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Retrain from recorded outcomes; promote only if the paired gate says the challenger is better."""
+    _quiet_libraries()
+    from retain.settings import get_settings
+    from retain.training.retrain import RetrainOptions, retrain
+
+    with _friendly_errors():
+        options = RetrainOptions.from_settings(get_settings(), data_path=data)
+        result = retrain(name, options=options, actor="cli", progress=_progress()).to_dict()
+    if as_json:
+        _print_json(result)
+    else:
+        _print_retrain(result)
+
+
+def _run_flow(name: str, call: Callable[[], dict[str, Any]]) -> None:
+    err.print(f"running flow {name} (Prefect; a temporary local server starts when none is configured)")
+    with _friendly_errors():
+        result = call()
+    _print_json(result)
+
+
+@flows_run_app.command("train")
+def flows_run_train(
+    dataset: Annotated[str, typer.Option()],
+    task: Annotated[str | None, typer.Option()] = None,
+    stage: Annotated[str | None, typer.Option()] = None,
+    data: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Train, evaluate, register and gate (prints JSON)."""
+    _quiet_libraries()
+    from retain.flows import configure_prefect
+
+    configure_prefect()
+    from retain.flows.train import train_flow
+
+    _run_flow("train", lambda: train_flow(dataset, task, stage, str(data) if data else None))
+
+
+@flows_run_app.command("batch_score")
+def flows_run_batch_score(
+    dataset: Annotated[str, typer.Option()],
+    task: Annotated[str, typer.Option()],
+    stage: Annotated[str, typer.Option()],
+    input: Annotated[Path, typer.Option("--input")],
+    output: Annotated[Path, typer.Option("--output")],
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Also keep them in the store.")] = True,
+) -> None:
+    """Score a file; the predictions also go to the store for the dashboard (prints JSON)."""
+    _quiet_libraries()
+    from retain.flows import configure_prefect
+
+    configure_prefect()
+    from retain.flows.score import batch_score_flow
+
+    _run_flow("batch_score", lambda: batch_score_flow(dataset, task, stage, str(input), str(output), store))
+
+
+@flows_run_app.command("monitor")
+def flows_run_monitor(
+    dataset: Annotated[str, typer.Option()],
+    task: Annotated[str | None, typer.Option()] = None,
+    stage: Annotated[str | None, typer.Option()] = None,
+    window: Annotated[str, typer.Option()] = "7d",
+    retrain: Annotated[
+        bool, typer.Option("--retrain/--no-retrain", help="Retrain where alerts call for it.")
+    ] = False,
+) -> None:
+    """Drift and live performance of every champion; stored and reported (prints JSON)."""
+    _quiet_libraries()
+    from retain.flows import configure_prefect
+
+    configure_prefect()
+    from retain.flows.monitor import monitor_flow
+
+    _run_flow("monitor", lambda: monitor_flow(dataset, task, stage, window, retrain))
+
+
+@flows_run_app.command("retrain")
+def flows_run_retrain(model: Annotated[str, typer.Option(help="dataset.task.stage")]) -> None:
+    """Retrain one model through the paired gate (prints JSON)."""
+    _quiet_libraries()
+    from retain.flows import configure_prefect
+
+    configure_prefect()
+    from retain.flows.retrain import retrain_flow
+
+    _run_flow("retrain", lambda: retrain_flow(model, "manual", "cli"))
+
+
+@flows_app.command("serve")
+def flows_serve(
+    dataset: Annotated[list[str] | None, typer.Option(help="Datasets to monitor (default: all).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the deployments and stop.")] = False,
+) -> None:
+    """Register the cron schedules (RETAIN_FLOW_SCHEDULES) with a Prefect server and run them."""
+    _quiet_libraries()
+    from retain.data.spec import list_specs
+    from retain.flows import configure_prefect
+
+    configure_prefect()
+    from retain.flows.schedules import deployments
+
+    with _friendly_errors():
+        planned = deployments(dataset or list_specs())
+    for d in planned:
+        schedules = [str(getattr(x.schedule, "cron", x.schedule)) for x in (d.schedules or [])]
+        out.print(f"{d.name}: flow {d.flow_name}, cron {', '.join(schedules)}, parameters {d.parameters}")
+    if dry_run or not planned:
+        return
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*planned)
+
+
+@app.command()
+def simulate(
+    dataset: Annotated[str, typer.Option()] = "dropout",
+    scenario: Annotated[str, typer.Option(help="drift or stable")] = "drift",
+    seed: Annotated[int, typer.Option()] = 7,
+    reference_rows: Annotated[int, typer.Option(min=200)] = 2000,
+    intake_rows: Annotated[int, typer.Option(min=200)] = 1200,
+    force_retrain: Annotated[bool, typer.Option(help="Retrain even when nothing calls for it.")] = False,
+    home: Annotated[
+        Path | None, typer.Option(help="Where the run keeps its state (default: RETAIN_HOME/simulate/...).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The whole feedback loop on one machine: stream a new intake, detect drift, record outcomes,
+    retrain, and print the gate's decision. Embedded store and registry; deterministic for a seed."""
+    _quiet_libraries()
+    from retain.feedback_loop import fresh_home
+    from retain.feedback_loop import simulate as run_simulation
+    from retain.settings import get_settings
+    from retain.simulation import SCENARIOS
+
+    if scenario not in SCENARIOS:
+        _fail(f"scenario {scenario!r}: choose one of {list(SCENARIOS)}")
+    folder = fresh_home(home or get_settings().home / "simulate", scenario, seed)
+    os.environ["RETAIN_HOME"] = str(folder)
+    os.environ["RETAIN_DATABASE_URL"] = f"sqlite:///{folder / 'retain.db'}"
+    os.environ["RETAIN_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow' / 'mlflow.db'}"
+    get_settings.cache_clear()
+    with _friendly_errors():
+        result = run_simulation(
+            dataset,
+            scenario,
+            seed=seed,
+            reference_rows=reference_rows,
+            intake_rows=intake_rows,
+            force_retrain=force_retrain,
+            progress=_progress(),
+        )
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    out.print(
+        f"champion {result.model_name} v{result.champion_version}: {result.metric} "
+        f"{result.champion_test_metric:.4f} on held-out training rows"
+    )
+    s = result.streamed
+    out.print(f"stream: {s['sent']} events, {s['scored']} scored, {s['dead_letters']} dead letters")
+    d = result.drift
+    if d:
+        out.print(
+            f"drift: {len(d['drifted'])} feature(s) drifted ({', '.join(d['drifted']) or 'none'}); "
+            f"dataset drift {'yes' if d['dataset_drift'] else 'no'}, prediction drift "
+            f"{'yes' if d['prediction_drift'] else 'no'}"
+        )
+    if result.live_metric is not None:
+        out.print(
+            f"live {result.metric} on the intake's {result.outcomes} outcomes: {result.live_metric:.4f}"
+        )
+    for trigger in result.triggers:
+        out.print(f"[red]alert:[/] {trigger}")
+    if result.retrain is not None:
+        _print_retrain(result.retrain)
+    out.print(f"champion now: v{result.final_champion}   (state in {folder}, {result.seconds:.0f} s)")
 
 
 # ----------------------------------------------------------------------------- serve

@@ -119,6 +119,23 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Stream events delivered more often than this are dead-lettered."
     )
 
+    retrain_holdout: float = Field(
+        default=0.4,
+        gt=0,
+        lt=1,
+        description="Share of the newly labelled students a retrain holds out to judge both models.",
+    )
+    retrain_min_outcomes: int = Field(
+        default=100, ge=10, description="Fewest newly labelled students a retrain accepts."
+    )
+    retrain_bootstrap_rounds: int = Field(
+        default=500, ge=50, description="Rounds of the retrain gate's paired bootstrap."
+    )
+    flow_schedules: dict[str, str] = Field(
+        default_factory=lambda: {"monitor": "0 6 * * *", "retrain": "0 3 * * 1"},
+        description="Cron schedules of the flows that `retain flows serve` registers.",
+    )
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         """Outside development, refuse the development id key and a missing or weak roster key."""

@@ -104,6 +104,18 @@ def check_drift(
     return DriftCheck(predictor.model_name, predictor.version, label or "all", report, now)
 
 
+def store_drift(check: DriftCheck, store: Store) -> int:
+    """Keep a drift check in the store (for trends and the dashboard); returns its id."""
+    return store.record_drift(
+        load_spec(check.model_name.split(".", 1)[0]).name,
+        check.model_name,
+        check.model_version,
+        check.window,
+        check.report.to_dict(),
+        at=check.checked_at,
+    )
+
+
 def write_report(check: DriftCheck, folder: Path) -> Path:
     """Write the HTML report under ``folder`` and return its path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,3 +154,118 @@ def check_performance(
         floor=s.performance_floors.get(f"{dataset}.{t.name}"),
         max_caught_gap=s.fairness_max_gap,
     )
+
+
+@dataclass
+class MonitorResult:
+    """One monitoring pass over a dataset's champions: drift per model, performance per task,
+    and the models whose drift or live performance calls for a retrain (with why)."""
+
+    dataset: str
+    drift: list[DriftCheck]
+    performance: list[PerformanceReport]
+    triggers: dict[str, list[str]]
+    reports: list[Path]
+    skipped: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "dataset": self.dataset,
+            "drift": [
+                {
+                    "model_name": c.model_name,
+                    "model_version": c.model_version,
+                    "window": c.window,
+                    "n_current": c.report.n_current,
+                    "enough_data": c.report.enough_data,
+                    "share_drifted": c.report.share_drifted if c.report.enough_data else None,
+                    "dataset_drift": c.report.dataset_drift,
+                    "prediction_drift": c.report.prediction_drift,
+                    "drifted": c.report.drifted,
+                }
+                for c in self.drift
+            ],
+            "performance": [
+                {"task": p.task, "alerts": p.alerts, "periods": [x.to_dict() for x in p.periods]}
+                for p in self.performance
+            ],
+            "triggers": self.triggers,
+            "reports": [str(p) for p in self.reports],
+            "skipped": self.skipped,
+        }
+
+
+def retrain_reasons(check: DriftCheck, performance: PerformanceReport | None) -> list[str]:
+    """Why a model should be retrained (pure): dataset drift, prediction drift, or a live
+    performance alert of its task. Empty when nothing calls for it."""
+    reasons: list[str] = []
+    report = check.report
+    if report.enough_data and report.dataset_drift:
+        reasons.append(
+            f"dataset drift: {len(report.drifted)} of {len(report.judged)} features ({report.share_drifted:.0%})"
+        )
+    if report.enough_data and report.prediction_drift:
+        moved = [f.feature for f in report.predictions if f.drifted]
+        reasons.append(f"prediction drift ({', '.join(moved)})")
+    if performance is not None:
+        reasons.extend(f"live performance: {alert}" for alert in performance.alerts)
+    return reasons
+
+
+def monitor(
+    dataset: str,
+    task: str | None = None,
+    stage: str | None = None,
+    *,
+    window: str | None = "7d",
+    last: int | None = None,
+    period: str = "M",
+    report_dir: Path | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
+) -> MonitorResult:
+    """Check drift of every champion of ``dataset`` (or one task or stage) and the live
+    performance of its tasks; store each drift result, write its HTML report, and say which
+    models call for a retrain."""
+    s = settings or get_settings()
+    if window:
+        parse_window(window)
+    spec = load_spec(dataset)
+    tasks = [spec.task(task)] if task else list(spec.tasks)
+    own = store or Store.from_settings(s)
+    folder = report_dir or s.home / "reports"
+    result = MonitorResult(dataset, [], [], {}, [], [])
+    try:
+        registry.configure(s)
+        for t in tasks:
+            stages = [stage] if stage else list(t.stages)
+            names = {st: spec.model_name(t.name, st) for st in stages}
+            live = [st for st, name in names.items() if registry.champion_version(name) is not None]
+            result.skipped.extend(f"{names[st]}: no champion" for st in stages if st not in live)
+            if not live:
+                continue
+            performance = check_performance(dataset, t.name, period=period, settings=s, store=own)
+            result.performance.append(performance)
+            for st in live:
+                try:
+                    check = check_drift(dataset, t.name, st, window=window, last=last, settings=s, store=own)
+                except LookupError as exc:
+                    result.skipped.append(f"{names[st]}: {exc}")
+                    continue
+                own.record_drift(
+                    dataset,
+                    check.model_name,
+                    check.model_version,
+                    check.window,
+                    check.report.to_dict(),
+                    at=check.checked_at,
+                )
+                result.drift.append(check)
+                result.reports.append(write_report(check, folder))
+                reasons = retrain_reasons(check, performance)
+                if reasons:
+                    result.triggers[check.model_name] = reasons
+    finally:
+        if store is None:
+            own.close()
+    return result

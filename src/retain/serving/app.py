@@ -375,7 +375,7 @@ def create_app(
         window: Annotated[str | None, Query(max_length=10, description="e.g. 7d, 12h, 2w")] = "7d",
         last: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     ) -> dict[str, Any]:
-        from retain.monitoring.checks import check_drift
+        from retain.monitoring.checks import check_drift, store_drift
 
         _spec(dataset)
         try:
@@ -384,6 +384,7 @@ def create_app(
             raise HTTPException(422, str(exc)) from None
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
+        stored = store_drift(check, state.store)
         report, m = check.report, state.metrics
         m.drift_share.labels(check.model_name).set(
             report.share_drifted if report.enough_data else float("nan")
@@ -392,7 +393,7 @@ def create_app(
         for f in report.features:
             if f.judged:
                 m.feature_drift.labels(check.model_name, f.feature).set(float(f.drifted))
-        return check.to_dict()
+        return {**check.to_dict(), "id": stored}
 
     @app.get(
         "/v1/{dataset}/monitoring/performance",

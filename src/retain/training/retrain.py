@@ -58,6 +58,16 @@ class RetrainOptions:
     data_path: Path | None = None
     trigger: str = "manual"
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> RetrainOptions:
+        """Options from ``RETAIN_RETRAIN_*`` settings, with keyword overrides."""
+        base = cls(
+            holdout=settings.retrain_holdout,
+            min_fresh=settings.retrain_min_outcomes,
+            rounds=settings.retrain_bootstrap_rounds,
+        )
+        return replace(base, **overrides)
+
 
 @dataclass(frozen=True)
 class FreshRows:
@@ -236,8 +246,8 @@ def retrain(
     from retain.training import registry
 
     started = time.perf_counter()
-    opts = options or RetrainOptions()
     s = settings or get_settings()
+    opts = options or RetrainOptions.from_settings(s)
     say = progress or (lambda message: log.info(message))
     try:
         dataset, task_name, stage = name.split(".", 2)
