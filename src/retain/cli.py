@@ -829,6 +829,7 @@ def flows_run_monitor(
     retrain: Annotated[
         bool, typer.Option("--retrain/--no-retrain", help="Retrain where alerts call for it.")
     ] = False,
+    data: Annotated[Path | None, typer.Option(help="Reference data for retrains.")] = None,
 ) -> None:
     """Drift and live performance of every champion; stored and reported (prints JSON)."""
     _quiet_libraries()
@@ -837,11 +838,16 @@ def flows_run_monitor(
     configure_prefect()
     from retain.flows.monitor import monitor_flow
 
-    _run_flow("monitor", lambda: monitor_flow(dataset, task, stage, window, retrain))
+    _run_flow(
+        "monitor", lambda: monitor_flow(dataset, task, stage, window, retrain, str(data) if data else None)
+    )
 
 
 @flows_run_app.command("retrain")
-def flows_run_retrain(model: Annotated[str, typer.Option(help="dataset.task.stage")]) -> None:
+def flows_run_retrain(
+    model: Annotated[str, typer.Option(help="dataset.task.stage")],
+    data: Annotated[Path | None, typer.Option(help="Reference data (default: the data folder's).")] = None,
+) -> None:
     """Retrain one model through the paired gate (prints JSON)."""
     _quiet_libraries()
     from retain.flows import configure_prefect
@@ -849,7 +855,7 @@ def flows_run_retrain(model: Annotated[str, typer.Option(help="dataset.task.stag
     configure_prefect()
     from retain.flows.retrain import retrain_flow
 
-    _run_flow("retrain", lambda: retrain_flow(model, "manual", "cli"))
+    _run_flow("retrain", lambda: retrain_flow(model, "manual", "cli", str(data) if data else None))
 
 
 @flows_app.command("serve")

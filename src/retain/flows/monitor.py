@@ -17,9 +17,13 @@ def monitor_flow(
     stage: str | None = None,
     window: str = "7d",
     retrain_on_alert: bool = False,
+    data: str | None = None,
 ) -> dict[str, Any]:
     """Check every champion of ``dataset``; with ``retrain_on_alert`` retrain the models whose
-    drift or live performance calls for it (each through the paired gate)."""
+    drift or live performance calls for it (each through the paired gate) on the reference
+    data ``data`` (default: the data folder's file) plus the new outcomes."""
+    from pathlib import Path
+
     from retain.settings import get_settings
 
     result = monitor(dataset, task, stage, window=window)
@@ -28,7 +32,9 @@ def monitor_flow(
     if retrain_on_alert:
         s = get_settings()
         for name, reasons in result.triggers.items():
-            options = RetrainOptions.from_settings(s, trigger="; ".join(reasons))
+            options = RetrainOptions.from_settings(
+                s, trigger="; ".join(reasons), data_path=Path(data) if data else None
+            )
             try:
                 retrains[name] = retrain(name, options=options, actor="monitor-flow").to_dict()
             except RetrainError as exc:  # e.g. outcomes have not arrived yet: say so, keep going
