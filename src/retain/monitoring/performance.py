@@ -245,3 +245,22 @@ def _by(items: Sequence[GroupRates], key: Any) -> dict[Any, list[GroupRates]]:
     for item in items:
         grouped.setdefault(key(item), []).append(item)
     return grouped
+
+
+def fairness_gaps(groups: Sequence[GroupRates], max_gap: float) -> list[dict[str, Any]]:
+    """Per protected column and period: the spread between its groups of the share flagged, of
+    adverse outcomes caught (equal opportunity) and of false alarms, and whether the caught gap
+    is over ``max_gap`` (pure). Rates not given for a small group are left out of the spread."""
+    out: list[dict[str, Any]] = []
+    for (feature, when), rates in sorted(_by(groups, lambda g: (g.feature, g.period)).items()):
+        entry: dict[str, Any] = {"feature": feature, "period": when, "groups": len(rates)}
+        for name in ("flagged_rate", "caught", "false_alarms"):
+            values = [(getattr(g, name), g.group) for g in rates if getattr(g, name) is not None]
+            if len(values) >= 2:
+                low, high = min(values), max(values)
+                entry[f"{name}_gap"] = high[0] - low[0]
+                entry[f"{name}_lowest"] = low[1]
+                entry[f"{name}_highest"] = high[1]
+        entry["over_limit"] = bool(entry.get("caught_gap", 0.0) > max_gap)
+        out.append(entry)
+    return out

@@ -27,6 +27,8 @@ from retain.monitoring.metrics import ServiceMetrics
 from retain.predictor import Predictor
 from retain.scoring import ScoringError, missing_fields, resolve_target, score_records, validation_detail
 from retain.serving import schemas
+from retain.serving.jobs import JobRunner
+from retain.serving.loop import add_loop_routes
 from retain.serving.middleware import LimitsAndMetrics
 from retain.serving.models import ModelCache
 from retain.serving.security import Authenticator, Principal, has_role
@@ -47,6 +49,7 @@ class _State:
         self.writer = GroupCommitWriter(store)
         self.cache = ModelCache(settings.model_refresh_seconds, settings=settings)
         self.metrics = ServiceMetrics()
+        self.jobs = JobRunner(store)
         self.started = time.time()
         self.specs: dict[str, DatasetSpec] = {name: load_spec(name) for name in list_specs()}
 
@@ -426,6 +429,17 @@ def create_app(
         state.metrics.alerts.labels(dataset, report.task).set(len(report.alerts))
         return report.to_dict()
 
+    add_loop_routes(
+        app,
+        settings=s,
+        store=state.store,
+        cache=state.cache,
+        jobs=state.jobs,
+        spec_of=_spec,
+        advisor=advisor,
+        admin=admin,
+    )
+
     @app.get("/v1/models", response_model=list[schemas.ModelVersion], tags=["models"])
     def models(who: Annotated[Principal, Depends(advisor)]) -> list[schemas.ModelVersion]:
         return [
@@ -444,12 +458,26 @@ def create_app(
         from retain.training.promote import promote as run_promote
 
         try:
+            previous = registry.champion_version(name)
             decision = run_promote(name, version, force=force, reason=reason, settings=s)
         except (LookupError, SpecError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from None
         except MlflowException as exc:
             raise HTTPException(404, f"model {name!r} version {version}: {exc.message}") from None
         state.cache.invalidate(name)
+        state.store.record_decision(
+            name,
+            "override" if force else "promote",
+            promoted=decision.promote,
+            metric=decision.metric,
+            reason=decision.reason,
+            margin=decision.margin,
+            champion_version=previous,
+            challenger_version=version,
+            champion_score=decision.champion,
+            challenger_score=decision.candidate,
+            actor=who.scope.actor,
+        )
         state.store.audit(
             "model.promote",
             scope=who.scope,
