@@ -32,7 +32,7 @@ lint: install ## ruff (lint and format check) and mypy
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy src
 
-test: lint ## Lint, type-check and run the test suite (what CI runs)
+test: lint dvc-env $(if $(CI),system-tools) ## Lint, type-check and run the test suite (what CI runs; under CI also the Debian tools)
 	$(BIN)/pytest -q
 
 test-fast: install ## Unit tests only

@@ -179,7 +179,7 @@ def _parse(args: list[str]) -> tuple[str, dict[str, object]]:
     rest = list(args)
     while hasattr(command, "commands") and rest and not rest[0].startswith("-"):
         name = rest.pop(0)
-        sub = command.commands.get(name)  # type: ignore[attr-defined]
+        sub = command.commands.get(name)
         assert sub is not None, f"`{' '.join(path)}` has no command {name!r}"
         command, path = sub, [*path, name]
     assert not hasattr(command, "commands"), f"`{' '.join(path)}` is a group, not a command"
