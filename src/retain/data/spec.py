@@ -136,6 +136,17 @@ class Objective(_Strict):
     recall: float = Field(default=0.8, gt=0, le=1)
 
 
+class InterventionSpec(_Strict):
+    """An intervention of the institution's catalogue and the features whose risk it addresses.
+
+    ``addresses`` names columns or derived features; a reason about one of them suggests it.
+    """
+
+    type: str = Field(min_length=1, max_length=100)
+    addresses: list[str] = Field(min_length=1)
+    description: str = ""
+
+
 class Derived(_Strict):
     """A domain feature computed inside the pipeline from two columns (e.g. approval rate).
 
@@ -251,6 +262,7 @@ class DatasetSpec(_Strict):
     derived: list[Derived] = Field(default_factory=list)
     time_column: str | None = None
     programme_column: str | None = None
+    interventions: list[InterventionSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
@@ -273,6 +285,11 @@ class DatasetSpec(_Strict):
                     raise ValueError(f"derived feature {d.name!r}: unknown column {ref!r}")
             if d.name in names:
                 raise ValueError(f"derived feature {d.name!r} clashes with a column")
+        known = set(names) | {d.name for d in self.derived}
+        for item in self.interventions:
+            unknown = [f for f in item.addresses if f not in known]
+            if unknown:
+                raise ValueError(f"intervention {item.type!r}: unknown features {unknown}")
         task_names = [t.name for t in self.tasks]
         if len(set(task_names)) != len(task_names):
             raise ValueError("task names must be unique")

@@ -27,6 +27,7 @@ from retain.monitoring.metrics import ServiceMetrics
 from retain.predictor import Predictor
 from retain.scoring import ScoringError, missing_fields, resolve_target, score_records, validation_detail
 from retain.serving import schemas
+from retain.serving.explain_routes import add_explanation_route
 from retain.serving.jobs import JobRunner
 from retain.serving.loop import add_loop_routes
 from retain.serving.middleware import LimitsAndMetrics
@@ -429,6 +430,9 @@ def create_app(
         state.metrics.alerts.labels(dataset, report.task).set(len(report.alerts))
         return report.to_dict()
 
+    add_explanation_route(
+        app, settings=s, store=state.store, spec_of=_spec, predictor_of=_predictor, advisor=advisor
+    )
     add_loop_routes(
         app,
         settings=s,

@@ -925,6 +925,15 @@ class Store(MonitoringRecords):
                 return None
             return self._stored(row, None, False)
 
+    def prediction_inputs(self, prediction_id: str, scope: Scope) -> dict[str, Any] | None:
+        """The model inputs a prediction was made from (for its explanation and what-if), or
+        ``None`` when absent or outside ``scope``. The id column is never among them."""
+        with self._read() as session:
+            row = session.get(Prediction, prediction_id)
+            if row is None or not self._can_see(session, scope, row.student_key, row.dataset):
+                return None
+            return dict(row.features or {})
+
     # -------------------------------------------------- outcomes, interventions, feedback
 
     def record_outcome(

@@ -142,3 +142,36 @@ def test_promotions_through_the_api_are_decisions_too(client: TestClient) -> Non
     assert response.status_code == 200
     decision = client.get(f"/v1/dropout/monitoring/decisions?model={NAME}", headers=ADVISOR).json()[0]
     assert decision["kind"] == "promote" and not decision["promoted"]  # version 1 is already champion
+
+
+def test_a_students_explanation_has_reasons_readable_inputs_and_suggestions(client: TestClient) -> None:
+    new = intake(SPEC, TASK, "drift", 5, seed=9, reference_seed=5, reference_rows=1200)
+    student = {k: (None if pd.isna(v) else v) for k, v in new.students.iloc[0].to_dict().items()}
+    body = {"students": [student], "task": "dropout", "stage": "enrolment"}
+    predicted = client.post("/v1/dropout/predict", json=body, headers=ADVISOR).json()["predictions"][0]
+    sid = str(student["student_id"])
+    store = client.app.state.retain.store  # type: ignore[attr-defined]
+    before = len(store.audit_entries(action="student.read"))
+    hidden = client.get(f"/v1/dropout/students/{sid}/explanation", headers=ADVISOR)
+    assert hidden.status_code == 404  # this advisor's scope holds no programme: not their student
+    response = client.get(f"/v1/dropout/students/{sid}/explanation?top_k=4", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["prediction"]["id"] == predicted["prediction_id"] and body["stage"] == "enrolment"
+    assert body["current"]["risk_score"] == pytest.approx(predicted["risk_score"])  # same champion
+    assert 1 <= len(body["reasons"]) <= 4 and all(r["text"] for r in body["reasons"])
+    by_name = {f["name"]: f for f in body["features"]}
+    course = by_name["course"]
+    assert course["readable"] == SPEC.column("course").codes[str(course["value"])]  # labels, not codes
+    assert by_name["tuition_fees_up_to_date"]["actionable"] and not course["actionable"]
+    catalogue = set(get_settings().intervention_types)
+    assert all(s["type"] in catalogue and s["reasons"] for s in body["suggestions"])
+    assert len(store.audit_entries(action="student.read")) == before + 1  # the read is audited
+    assert store.audit_entries(action="student.read.denied")  # and so is the refusal
+    with store.engine.connect() as connection:
+        from sqlalchemy import func, select
+
+        from retain.store.models import Prediction
+
+        assert connection.scalar(select(func.count()).select_from(Prediction)) == 1  # no new prediction
+    assert client.get("/v1/dropout/students/nobody/explanation", headers=ADMIN).status_code == 404
