@@ -977,6 +977,38 @@ def serve(
     )
 
 
+# ----------------------------------------------------------------------------- dashboard
+
+
+def _dashboard_command(port: int, api_url: str) -> tuple[list[str], dict[str, str]]:
+    import importlib.util
+
+    if importlib.util.find_spec("streamlit") is None:
+        _fail("the dashboard needs Streamlit: pip install streamlit")
+    script = Path(__file__).resolve().parent / "dashboard" / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+        "--server.address", "127.0.0.1", "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+    ]  # fmt: skip
+    env = {**os.environ, "RETAIN_DASHBOARD_API_URL": api_url}
+    return command, env
+
+
+@app.command()
+def dashboard(
+    port: Annotated[int | None, typer.Option(help="Port (default: RETAIN_DASHBOARD_PORT).")] = None,
+    api_url: Annotated[str | None, typer.Option(help="The API (default: RETAIN_DASHBOARD_API_URL).")] = None,
+) -> None:
+    """Start the educator dashboard (Streamlit); sign in with an API key."""
+    from retain.settings import get_settings
+
+    s = get_settings()
+    command, env = _dashboard_command(port or s.dashboard_port, api_url or s.dashboard_api_url)
+    err.print(f"dashboard: http://127.0.0.1:{port or s.dashboard_port}")
+    os.execvpe(command[0], command, env)
+
+
 # ----------------------------------------------------------------------------- demo
 
 
@@ -1010,8 +1042,19 @@ def demo(
     out.print(f"\nAPI: {url}   (OpenAPI page: {url}/docs)")
     out.print(f"advisor key (7 days): {advisor_key}")
     out.print(f"admin key (7 days):   {admin_key}")
-    out.print(f"try: curl -s -H 'X-API-Key: {advisor_key}' {url}/v1/models | head -c 400\nstop with Ctrl-C")
-    serve(None, None, None)
+    out.print(f"try: curl -s -H 'X-API-Key: {advisor_key}' {url}/v1/models | head -c 400")
+    import subprocess
+
+    command, env = _dashboard_command(s.dashboard_port, url)
+    board = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out.print(
+        f"dashboard: http://127.0.0.1:{s.dashboard_port}   (sign in with a key above)\nstop with Ctrl-C"
+    )
+    try:
+        serve(None, None, None)
+    finally:
+        board.terminate()
+        board.wait(timeout=10)
 
 
 # ----------------------------------------------------------------------------- stream

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     bootstrap_rounds: int = 200
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    dashboard_port: int = Field(default=8501, description="Port of the Streamlit dashboard.")
+    dashboard_api_url: str = Field(
+        default="http://127.0.0.1:8000", description="The API the dashboard talks to."
+    )
     api_workers: int = 1
     api_max_batch: int = Field(default=10_000, description="Most students in one predict request.")
     api_max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest accepted request body.")

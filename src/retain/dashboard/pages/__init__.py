@@ -1,0 +1,19 @@
+"""The dashboard's pages: each a ``render(context)`` function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from retain.dashboard.context import Context
+from retain.dashboard.pages import caseload, fairness, insights, operations, student, upload
+
+Page = Callable[[Context], None]
+
+PAGES: dict[str, Page] = {
+    "Caseload": caseload.render,
+    "Student": student.render,
+    "Upload": upload.render,
+    "Insights": insights.render,
+    "Fairness": fairness.render,
+}
+ADMIN_PAGES: dict[str, Page] = {"Models and operations": operations.render}
