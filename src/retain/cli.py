@@ -1032,6 +1032,12 @@ def demo(
     from retain.settings import get_settings
 
     s = get_settings()
+    from retain.demo import seed_caseload
+
+    with _friendly_errors():
+        added = seed_caseload()
+    if added:
+        err.print(f"scored {added} predictions of 200 synthetic students for the dashboard's caseload")
     store = _store()
     _, advisor_key = store.create_key(
         "advisor", programmes=["9254", "9500", "9147", "GP", "MS"], name="demo advisor", expires_in_days=7

@@ -50,3 +50,60 @@ def run_demo(rows: int = 2000, progress: Callable[[str], None] | None = None) ->
                     {"model": model_name, "version": str(version), "data": source, "metrics": shown}
                 )
     return summary
+
+
+_FIRST = (
+    "Ana",
+    "Bruno",
+    "Carla",
+    "Diogo",
+    "Eva",
+    "Filipe",
+    "Gabriela",
+    "Hugo",
+    "Inês",
+    "João",
+    "Lara",
+    "Miguel",
+)
+_LAST = ("Almeida", "Barros", "Costa", "Duarte", "Esteves", "Ferreira", "Gomes", "Lopes", "Martins", "Nunes")
+
+
+def seed_caseload(dataset: str = "dropout", stage: str = "semester_1", rows: int = 200, seed: int = 7) -> int:
+    """Score a synthetic intake into the store, with a synthetic roster, so the dashboard has a
+    caseload to show; returns how many predictions are new (none on a second run)."""
+    import pandas as pd
+
+    from retain.batch.score import store_predictions
+    from retain.data.synth import synthesize
+    from retain.predictor import Predictor
+    from retain.store.repository import Scope, Store
+
+    settings = get_settings()
+    spec = load_spec(dataset)
+    students = synthesize(spec, rows, seed=seed + 1000)
+    students[spec.id.column] = [f"{spec.id.prefix}demo-{n:04d}" for n in range(len(students))]
+    store = Store.from_settings(settings)
+    created = 0
+    try:
+        for task in spec.tasks:
+            if (
+                stage not in task.stages
+                or registry.champion_version(spec.model_name(task.name, stage)) is None
+            ):
+                continue
+            predictor = Predictor.from_registry(dataset, task.name, stage, settings=settings)
+            created += store_predictions(predictor, students, store, source=f"demo{seed}")
+        roster = pd.DataFrame(
+            {
+                "student_id": students[spec.id.column],
+                "name": [
+                    f"{_FIRST[n % len(_FIRST)]} {_LAST[(n // len(_FIRST)) % len(_LAST)]}" for n in range(rows)
+                ],
+                "programme": students[spec.programme_column] if spec.programme_column else None,
+            }
+        )
+        store.import_roster(roster, dataset=dataset, scope=Scope.admin("demo"))
+    finally:
+        store.close()
+    return created
