@@ -52,9 +52,9 @@ loadtest-env: ## Locust in its own venv (.venv-loadtest); its pins fight the app
 	.venv-loadtest/bin/pip install -q -r loadtest/requirements.txt
 	.venv-loadtest/bin/pip install -q --no-deps -e .
 
-system-tools: ## Debian packages some tests and benchmarks use when present (wrk, promtool); needs root
-	@command -v wrk >/dev/null && command -v promtool >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq wrk prometheus >/dev/null)
+system-tools: ## Debian packages some tests and benchmarks use when present (wrk, promtool, chromium); needs root
+	@command -v wrk >/dev/null && command -v promtool >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq wrk prometheus chromium chromium-driver >/dev/null)
 
 bench-api: install ## API load benchmark with wrk (Debian package wrk)
 	$(BIN)/python benchmarks/api_load.py
