@@ -133,14 +133,12 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
         timeout=60,
     )
     assert answer.status_code == 200, answer.text
-    mp.setenv("RETAIN_DASHBOARD_API_URL", url)
+    mp.undo()  # the server keeps its own settings and store; other tests must not see this home
     get_settings.cache_clear()
     yield LiveApi(url, admin_key, advisor_key, [str(s["student_id"]) for s in students], home)
     server.should_exit = True
     thread.join(timeout=10)
     store.close()
-    mp.undo()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -150,4 +148,7 @@ def api_env(live_api: LiveApi, monkeypatch: pytest.MonkeyPatch) -> LiveApi:
     monkeypatch.setenv("RETAIN_DATA_DIR", str(live_api.home / "data"))
     monkeypatch.setenv("RETAIN_DASHBOARD_API_URL", live_api.url)
     get_settings.cache_clear()
+    from retain.training import registry
+
+    registry.configure()  # MLflow's URI is process-wide: point it back at the live API's registry
     return live_api

@@ -21,6 +21,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from retain.insights.cli import report_app
+
 app = typer.Typer(
     help="Retain: student early-warning models, from data to predictions.", no_args_is_help=True
 )
@@ -46,6 +48,7 @@ flows_app = typer.Typer(help="Prefect flows: run one locally, or serve the sched
 flows_run_app = typer.Typer(help="Run one flow now (locally, no server needed).", no_args_is_help=True)
 flows_app.add_typer(flows_run_app, name="run")
 app.add_typer(flows_app, name="flows")
+app.add_typer(report_app, name="report")
 
 err = Console(stderr=True)
 out = Console()

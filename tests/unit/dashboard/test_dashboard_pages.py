@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 TASK = "Binary dropout risk (Dropout against Enrolled or Graduate)."
@@ -118,6 +117,10 @@ def test_advisors_do_not_see_the_admin_page(api_env: Any) -> None:
     assert at.info or at.dataframe  # their caseload (programme 9500) or the empty-caseload note
 
 
-@pytest.mark.parametrize("page", ["Insights"])
-def test_other_pages_render_without_errors(api_env: Any, page: str) -> None:
-    _page(_signed_in(api_env.admin_key), page)
+def test_insights_compare_groups_in_words_without_codes(api_env: Any) -> None:
+    at = _page(_signed_in(api_env.admin_key), "Insights")
+    assert any("differences that hold after correction" in s.value for s in at.subheader)
+    table = at.dataframe[0].value
+    assert {"Test", "Adjusted p", "In words"} <= set(table.columns) and len(table) > 0
+    assert table["Adjusted p"].dropna().between(0, 1).all()
+    assert not any(str(g).isdigit() for g in table["Compared by"])  # readable column names
