@@ -944,6 +944,13 @@ def simulate(
         out.print(
             f"live {result.metric} on the intake's {result.outcomes} outcomes: {result.live_metric:.4f}"
         )
+    impact = result.impact
+    if impact.get("difference") is not None:
+        out.print(
+            f"simulated interventions: {impact['n_helped']} of {impact['n_flagged']} flagged students helped; "
+            f"adverse outcomes {100 * impact['difference']:+.0f} points against similar-risk students "
+            f"(95% interval {100 * impact['ci_low']:+.0f} to {100 * impact['ci_high']:+.0f})"
+        )
     for trigger in result.triggers:
         out.print(f"[red]alert:[/] {trigger}")
     if result.retrain is not None:

@@ -22,9 +22,10 @@ from typing import Any
 from retain.data.spec import load_spec
 from retain.data.synth import synthesize_to_file
 from retain.monitoring.checks import check_performance, monitor
+from retain.monitoring.impact import intervention_impact
 from retain.settings import get_settings
-from retain.simulation import intake
-from retain.store.repository import Scope, Store
+from retain.simulation import intake, simulated_help
+from retain.store.repository import SIMULATED_ACTOR, Scope, Store
 from retain.training import registry
 from retain.training.retrain import RetrainError, RetrainOptions, retrain
 from retain.training.train import TrainOptions, train
@@ -50,6 +51,7 @@ class SimulationResult:
     triggers: list[str]
     retrain: dict[str, Any] | None
     final_champion: int | None
+    impact: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     reports: list[str] = field(default_factory=list)
 
@@ -146,14 +148,26 @@ def simulate(
         drift: dict[str, Any] = summaries[0] if isinstance(summaries, list) and summaries else {}
         triggers = list(checked.triggers.get(name, []))
 
-        say(f"4/6 a term later: {len(new.outcomes)} outcomes recorded")
+        from retain.predictor import Predictor
+
+        bands = Predictor.from_registry(spec.name, t.name, stage, settings=s).predict(new.students)[
+            "risk_band"
+        ]
+        helped, outcomes = simulated_help(new.outcomes, bands, t, seed=seed)
+        actor = Scope.admin(SIMULATED_ACTOR)
+        for sid in helped:
+            store.record_intervention(spec.name, sid, "advising meeting", note="simulated", scope=actor)
+        say(
+            f"4/6 a term later: {len(outcomes)} outcomes recorded ({len(helped)} flagged students were helped)"
+        )
         when = datetime.now(UTC) + timedelta(seconds=1)
         scope = Scope.admin("simulation")
-        for sid, label in zip(new.outcomes["student_id"], new.outcomes["outcome"], strict=True):
+        for sid, label in zip(outcomes["student_id"], outcomes["outcome"], strict=True):
             store.record_outcome(spec.name, str(sid), str(label), task=t.name, recorded_at=when, scope=scope)
 
         say("5/6 live performance of the champion on the intake's outcomes")
         performance = check_performance(spec.name, t.name, period="Y", settings=s, store=store)
+        impact = intervention_impact(store.outcome_pairs(spec.name, task=t.name), t, seed=seed).to_dict()
         judged = [p for p in performance.periods if p.judged and p.model_version == champion_version]
         live = judged[-1].metrics.get(t.primary_metric) if judged else None
         if test_metric is not None and live is not None:
@@ -187,7 +201,8 @@ def simulate(
             streamed=streamed,
             drift=drift,
             live_metric=live,
-            outcomes=len(new.outcomes),
+            outcomes=len(outcomes),
+            impact=impact,
             triggers=triggers,
             retrain=outcome,
             final_champion=registry.champion_version(name),

@@ -111,3 +111,29 @@ def intake(
 
 
 __all__ = ["SCENARIOS", "Intake", "intake"]
+
+
+def simulated_help(
+    outcomes: pd.DataFrame,
+    bands: pd.Series,
+    task: Task,
+    *,
+    seed: int,
+    share: float = 0.5,
+    effect: float = 0.35,
+) -> tuple[list[str], pd.DataFrame]:
+    """Advisors help a random ``share`` of the flagged (medium or high) students; help turns an
+    adverse outcome into the most common other one with probability ``effect`` (pure).
+
+    Returns the helped students' ids and the outcomes after help. The help is random among the
+    flagged, so the matched comparison should recover about ``effect`` times the adverse rate.
+    """
+    rng = np.random.default_rng(seed + 7919)
+    flagged = bands.isin(["medium", "high"]).to_numpy()
+    helped = flagged & (rng.random(len(outcomes)) < share)
+    labels = outcomes["outcome"].astype(str).to_numpy(dtype=object)
+    others = pd.Series(labels[labels != task.adverse])
+    fallback = str(others.mode().iloc[0]) if len(others) else (task.negative_label or "other")
+    saved = helped & (labels == task.adverse) & (rng.random(len(labels)) < effect)
+    after = outcomes.assign(outcome=np.where(saved, fallback, labels))
+    return [str(s) for s in outcomes["student_id"][helped]], after

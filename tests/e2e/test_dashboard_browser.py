@@ -22,7 +22,15 @@ import httpx
 import pytest
 
 APP = Path(__file__).resolve().parents[2] / "src" / "retain" / "dashboard" / "app.py"
-PAGES = ["Caseload", "Student", "Upload", "Insights", "Fairness", "Models and operations"]
+PAGES = [
+    "Caseload",
+    "Student",
+    "Upload",
+    "Insights",
+    "Fairness",
+    "Intervention impact",
+    "Models and operations",
+]
 
 
 def _browser_tools() -> tuple[str, str]:

@@ -45,6 +45,9 @@ def test_a_shifted_intake_is_detected_retrained_and_promoted_the_same_way_twice(
     assert retrain["challenger_score"] > retrain["champion_score"]
     assert first["final_champion"] == retrain["challenger_version"] != first["champion_version"]
     assert Path(str(first["reports"][0])).exists()  # type: ignore[index]
+    impact = first["impact"]  # simulated help cuts adverse outcomes; the matched estimate sees it
+    assert isinstance(impact, dict) and impact["simulated"] and impact["n_helped"] > 30
+    assert impact["difference"] < 0 and impact["ci_high"] < 0.05
 
     second = _simulate(tmp_path / "b", "--scenario", "drift", "--seed", "11")
     assert isinstance(second["retrain"], dict)

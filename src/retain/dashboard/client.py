@@ -154,6 +154,9 @@ class ApiClient:
     def fairness(self, dataset: str, task: str | None = None, period: str = "Y") -> dict[str, Any]:
         return dict(self.get(f"/v1/{dataset}/monitoring/fairness", task=task, period=period))
 
+    def intervention_impact(self, dataset: str, task: str | None = None) -> dict[str, Any]:
+        return dict(self.get(f"/v1/{dataset}/monitoring/interventions", task=task))
+
     def decisions(self, dataset: str, limit: int = 20) -> list[dict[str, Any]]:
         return list(self.get(f"/v1/{dataset}/monitoring/decisions", limit=limit))
 

@@ -82,6 +82,30 @@ def add_loop_routes(
         }
 
     @app.get(
+        "/v1/{dataset}/monitoring/interventions",
+        tags=["monitoring"],
+        summary="Outcomes of flagged students with and without an intervention, matched on risk.",
+    )
+    def intervention_impact(
+        dataset: str,
+        who: Annotated[Principal, Depends(advisor)],
+        task: str | None = None,
+        window: Annotated[str | None, Query(max_length=10)] = None,
+    ) -> dict[str, Any]:
+        from datetime import UTC, datetime
+
+        from retain.monitoring.checks import parse_window
+        from retain.monitoring.impact import intervention_impact as impact
+
+        spec = spec_of(dataset)
+        try:
+            t = spec.task(task) if task else spec.tasks[0]
+            since = datetime.now(UTC) - parse_window(window) if window else None
+        except (SpecError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from None
+        return impact(store.outcome_pairs(dataset, task=t.name, since=since), t).to_dict()
+
+    @app.get(
         "/v1/{dataset}/monitoring/decisions",
         tags=["monitoring"],
         summary="The promotion gate's decisions (retrains, promotions, overrides) with their numbers.",

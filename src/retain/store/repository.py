@@ -65,6 +65,8 @@ Role = Literal["advisor", "admin"]
 ROLES: tuple[Role, ...] = ("advisor", "admin")
 BANDS: tuple[str, ...] = ("low", "medium", "high")
 _SECRET_PREFIX = "rtn_"
+#: The actor of interventions a simulation logs: their outcomes are reported as simulated.
+SIMULATED_ACTOR = "simulation"
 _MAX_RETRIES = 5
 _T = TypeVar("_T")
 
@@ -860,9 +862,11 @@ class Store(MonitoringRecords):
 
         One row per (outcome, task): ``task``, ``model_name``, ``model_version``, ``stage``,
         ``risk_score``, ``risk_band``, ``prediction``, ``probabilities`` (dict), ``predicted_at``,
-        ``outcome`` (text), ``value`` (number or NaN), ``recorded_at``, ``programme``, ``cohort``
-        and ``features`` (dict, for groups). An outcome recorded without a task pairs with every
-        task's last prediction. No student key or id is returned.
+        ``outcome`` (text), ``value`` (number or NaN), ``recorded_at``, ``programme``, ``cohort``,
+        ``features`` (dict, for groups) and ``interventions`` (the types logged for the student
+        after that prediction and before the outcome; ``simulated`` ones carry the prefix
+        ``simulated:``). An outcome recorded without a task pairs with every task's last
+        prediction. No student key or id is returned.
         """
         table = cast(Table, Prediction.__table__)
         found = select(Outcome).where(Outcome.dataset == dataset)
@@ -873,7 +877,7 @@ class Store(MonitoringRecords):
         columns = [
             "task", "model_name", "model_version", "stage", "risk_score", "risk_band", "prediction",
             "probabilities", "predicted_at", "outcome", "value", "recorded_at", "programme", "cohort",
-            "features",
+            "features", "interventions",
         ]  # fmt: skip
         with self._read() as session:
             outcomes = list(session.scalars(found))
@@ -887,6 +891,16 @@ class Store(MonitoringRecords):
                     stmt = stmt.where(table.c.task == task)
                 for row in session.execute(stmt):
                     by_student.setdefault(row.student_key, []).append(row)
+            actions: dict[str, list[tuple[datetime, str]]] = {}
+            for start in range(0, len(keys), 500):
+                found_actions = select(
+                    Intervention.student_key, Intervention.at, Intervention.type, Intervention.actor
+                ).where(
+                    Intervention.dataset == dataset, Intervention.student_key.in_(keys[start : start + 500])
+                )
+                for key, at, kind, actor in session.execute(found_actions):
+                    label = f"simulated:{kind}" if actor == SIMULATED_ACTOR else str(kind)
+                    actions.setdefault(key, []).append((at, label))
         out: list[dict[str, Any]] = []
         for o in outcomes:
             latest: dict[str, Any] = {}
@@ -913,6 +927,11 @@ class Store(MonitoringRecords):
                         "programme": p.programme,
                         "cohort": p.cohort,
                         "features": p.features or {},
+                        "interventions": [
+                            kind
+                            for at, kind in actions.get(o.student_key, ())
+                            if p.created_at <= at <= o.recorded_at
+                        ],
                     }
                 )
         return pd.DataFrame(out, columns=columns)

@@ -124,3 +124,9 @@ def test_insights_compare_groups_in_words_without_codes(api_env: Any) -> None:
     assert {"Test", "Adjusted p", "In words"} <= set(table.columns) and len(table) > 0
     assert table["Adjusted p"].dropna().between(0, 1).all()
     assert not any(str(g).isdigit() for g in table["Compared by"])  # readable column names
+
+
+def test_intervention_impact_page_shows_the_caution_and_the_counts(api_env: Any) -> None:
+    at = _page(_signed_in(api_env.admin_key), "Intervention impact")
+    assert any("not given interventions at random" in c.value for c in at.caption)
+    assert {m.label for m in at.metric} >= {"Helped", "Not helped"}

@@ -175,3 +175,11 @@ def test_a_students_explanation_has_reasons_readable_inputs_and_suggestions(clie
 
         assert connection.scalar(select(func.count()).select_from(Prediction)) == 1  # no new prediction
     assert client.get("/v1/dropout/students/nobody/explanation", headers=ADMIN).status_code == 404
+
+
+def test_intervention_impact_comes_from_outcomes_and_interventions(client: TestClient) -> None:
+    _predict_and_label(client, 300)
+    body = client.get("/v1/dropout/monitoring/interventions?task=dropout", headers=ADVISOR).json()
+    assert body["task"] == "dropout" and body["n_helped"] == 0 and body["difference"] is None
+    assert body["n_flagged"] > 0 and "not given interventions at random" in body["caution"]
+    assert client.get("/v1/dropout/monitoring/interventions?task=nope", headers=ADVISOR).status_code == 422

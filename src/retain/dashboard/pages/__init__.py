@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from retain.dashboard.context import Context
-from retain.dashboard.pages import caseload, fairness, insights, operations, student, upload
+from retain.dashboard.pages import caseload, fairness, impact, insights, operations, student, upload
 
 Page = Callable[[Context], None]
 
@@ -15,5 +15,6 @@ PAGES: dict[str, Page] = {
     "Upload": upload.render,
     "Insights": insights.render,
     "Fairness": fairness.render,
+    "Intervention impact": impact.render,
 }
 ADMIN_PAGES: dict[str, Page] = {"Models and operations": operations.render}

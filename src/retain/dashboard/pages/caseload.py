@@ -14,7 +14,11 @@ def render(ctx: Context) -> None:
     st.caption(f"{spec.title}: students ranked by their latest risk.")
     task_names = {t.description or t.name: t.name for t in spec.tasks}
     left, middle, right = st.columns(3)
-    scored = [label for label, name in task_names.items() if ctx.api.caseload(spec.name, task=name, limit=1)["total"]]
+    scored = [
+        label
+        for label, name in task_names.items()
+        if ctx.api.caseload(spec.name, task=name, limit=1)["total"]
+    ]
     default = list(task_names).index(scored[0]) if scored else 0  # open on a task that has students
     task_label = left.selectbox("Risk of", list(task_names), index=default, key="caseload_task")
     bands = middle.multiselect("Band", list(views.BAND_LABELS.values()), key="caseload_bands")
