@@ -114,9 +114,11 @@ def fairness_frame(groups: Sequence[dict[str, Any]], spec: DatasetSpec) -> pd.Da
             "Period": g["period"],
             "Students": g["n"],
             "Adverse outcome rate": g["adverse_rate"],
+            "Mean predicted risk": g.get("mean_risk"),
             "Flagged high": g["flagged_rate"],
             "Adverse outcomes caught": g["caught"],
             "False alarms": g["false_alarms"],
+            "Missed (false negative rate)": None if g["caught"] is None else 1 - g["caught"],
         }
         for g in groups
     ]

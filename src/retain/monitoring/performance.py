@@ -51,6 +51,7 @@ class GroupRates:
     flagged_rate: float
     caught: float | None  # flagged among those with the adverse outcome (true positive rate)
     false_alarms: float | None  # flagged among the others (false positive rate)
+    mean_risk: float | None = None  # mean predicted risk: against adverse_rate, the group's calibration
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,6 +236,7 @@ def _group_rates(spec: DatasetSpec, data: pd.DataFrame, min_group: int) -> list[
                     # rates over fewer than ten students are noise, not evidence
                     float(hit[adverse].mean()) if adverse.sum() >= 10 else None,
                     float(hit[~adverse].mean()) if (~adverse).sum() >= 10 else None,
+                    float(pd.to_numeric(rows["risk_score"], errors="coerce").mean()),
                 )
             )
     return out
@@ -261,6 +263,10 @@ def fairness_gaps(groups: Sequence[GroupRates], max_gap: float) -> list[dict[str
                 entry[f"{name}_gap"] = high[0] - low[0]
                 entry[f"{name}_lowest"] = low[1]
                 entry[f"{name}_highest"] = high[1]
+        errors = [(abs(g.mean_risk - g.adverse_rate), g.group) for g in rates if g.mean_risk is not None]
+        if len(errors) >= 2:
+            entry["calibration_gap"] = max(errors)[0] - min(errors)[0]
+            entry["calibration_worst"] = max(errors)[1]
         entry["over_limit"] = bool(entry.get("caught_gap", 0.0) > max_gap)
         out.append(entry)
     return out

@@ -95,6 +95,8 @@ def test_fairness_reports_group_rates_and_gaps_without_students(client: TestClie
     assert body["groups"] and body["gaps"]
     gap = body["gaps"][0]
     assert 0 <= gap.get("flagged_rate_gap", 0) <= 1 and isinstance(gap["over_limit"], bool)
+    assert all(0 <= g["mean_risk"] <= 1 for g in body["groups"])  # calibration per group
+    assert any("calibration_gap" in g for g in body["gaps"])
     assert "student" not in str(body).lower().replace("students", "")
     bad = client.get("/v1/dropout/monitoring/fairness?period=X", headers=ADVISOR)
     assert bad.status_code == 422

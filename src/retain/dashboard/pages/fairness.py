@@ -22,7 +22,8 @@ def render(ctx: Context) -> None:
         return
     st.caption(
         "Flagged high: share of the group the model puts in the high band. Adverse outcomes caught: of the "
-        "students who did drop out or fail, the share flagged (equal opportunity). A gap over "
+        "students who did drop out or fail, the share flagged (equal opportunity). Mean predicted risk "
+        "against the adverse outcome rate shows whether the model is calibrated for the group. A gap over "
         f"{ctx.settings.fairness_max_gap:.0%} between groups is highlighted."
     )
     for alert in report["alerts"]:
