@@ -56,6 +56,9 @@ system-tools: ## Debian packages some tests and benchmarks use when present (wrk
 	@command -v wrk >/dev/null && command -v promtool >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq wrk prometheus chromium chromium-driver >/dev/null)
 
+screenshots: install ## Screenshots of every dashboard page (headless Chromium) into docs/screenshots
+	RETAIN_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/e2e/test_dashboard_browser.py
+
 bench-api: install ## API load benchmark with wrk (Debian package wrk)
 	$(BIN)/python benchmarks/api_load.py
 
@@ -70,7 +73,7 @@ format: install ## Apply ruff formatting and fixes
 clean: ## Remove caches and local state (.retain)
 	rm -rf .retain .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test test-fast train-all tune bench bench-api loadtest-env system-tools lock format clean
+.PHONY: help install demo lint test test-fast train-all tune bench bench-api screenshots loadtest-env system-tools lock format clean
 
 DVC_VENV ?= .venv-dvc
 DVC_VERSION ?= 3.67.1

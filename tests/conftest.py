@@ -20,7 +20,7 @@ from retain.data.synth import synthesize_to_file
 from retain.serving.app import create_app
 from retain.settings import get_settings
 from retain.simulation import intake
-from retain.store.repository import Store
+from retain.store.repository import Scope, Store
 from retain.training.train import TrainOptions, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
         DASHBOARD_SPEC,
         DASHBOARD_SPEC.task("dropout"),
         "stable",
-        60,
+        150,
         seed=22,
         reference_seed=21,
         reference_rows=900,
@@ -133,6 +133,14 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
         timeout=60,
     )
     assert answer.status_code == 200, answer.text
+    later = pd.Timestamp.now(tz="UTC").to_pydatetime() + pd.Timedelta(seconds=1)
+    helped = set(new.outcomes["student_id"].iloc[::2])
+    for sid, outcome in zip(new.outcomes["student_id"], new.outcomes["outcome"], strict=True):
+        if sid in helped:
+            store.record_intervention("dropout", sid, "tutoring", note="weekly", scope=Scope.admin("test"))
+        store.record_outcome(
+            "dropout", sid, outcome, task="dropout", recorded_at=later, scope=Scope.admin("test")
+        )
     mp.undo()  # the server keeps its own settings and store; other tests must not see this home
     get_settings.cache_clear()
     yield LiveApi(url, admin_key, advisor_key, [str(s["student_id"]) for s in students], home)

@@ -1000,6 +1000,7 @@ def _dashboard_command(port: int, api_url: str) -> tuple[list[str], dict[str, st
         sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
         "--server.address", "127.0.0.1", "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+        "--client.toolbarMode", "viewer",
     ]  # fmt: skip
     env = {**os.environ, "RETAIN_DASHBOARD_API_URL": api_url}
     return command, env

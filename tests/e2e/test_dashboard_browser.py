@@ -22,6 +22,13 @@ import httpx
 import pytest
 
 APP = Path(__file__).resolve().parents[2] / "src" / "retain" / "dashboard" / "app.py"
+READY = {  # text each page shows once its content is drawn
+    "Upload": "Score a file",
+    "Insights": "differences that hold",
+    "Fairness": "Adverse outcomes caught",
+    "Intervention impact": "Flagged students",
+    "Models and operations": "Gate decisions",
+}
 PAGES = [
     "Caseload",
     "Student",
@@ -71,6 +78,8 @@ def dashboard(api_env: Any) -> Iterator[str]:
             "false",
             "--global.developmentMode",
             "false",
+            "--client.toolbarMode",
+            "viewer",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -180,6 +189,6 @@ def test_sign_in_open_a_student_and_log_an_intervention(api_env: Any, dashboard:
             ec.element_to_be_clickable((By.XPATH, f"//label[.//p[normalize-space(.)='{page}']]"))
         )
         label.click()
-        _wait_text(browser, page if page != "Upload" else "Score a file")
+        _wait_text(browser, READY.get(page, page))
         assert "The service answered" not in browser.find_element(By.TAG_NAME, "body").text
         _shot(browser, f"{position}-{page.lower().replace(' ', '-')}")

@@ -47,3 +47,13 @@ def test_a_spec_naming_an_unknown_feature_is_refused(tmp_path: object) -> None:
     broken.write_text(text.replace("addresses: [test_preparation]", "addresses: [test_prep]"))
     with pytest.raises(SpecError, match="test_prep"):
         load_spec_file(broken)
+
+
+def test_an_intervention_may_not_address_a_protected_attribute(tmp_path: object) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "configs/datasets/exam_scores.yaml").read_text()
+    broken = Path(str(tmp_path)) / "exam_scores.yaml"
+    broken.write_text(text.replace("addresses: [test_preparation]", "addresses: [test_preparation, gender]"))
+    with pytest.raises(SpecError, match="protected"):
+        load_spec_file(broken)

@@ -9,7 +9,7 @@ import streamlit as st
 
 from retain.dashboard.client import ApiClient, ApiError
 from retain.dashboard.context import Context
-from retain.dashboard.pages import ADMIN_PAGES, PAGES
+from retain.dashboard.sections import ADMIN_PAGES, PAGES
 from retain.data.spec import list_specs, load_spec
 from retain.settings import get_settings
 

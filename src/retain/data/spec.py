@@ -290,6 +290,9 @@ class DatasetSpec(_Strict):
             unknown = [f for f in item.addresses if f not in known]
             if unknown:
                 raise ValueError(f"intervention {item.type!r}: unknown features {unknown}")
+            protected = [c.name for c in self.columns if c.protected and c.name in item.addresses]
+            if protected:  # who a student is is never the thing to fix
+                raise ValueError(f"intervention {item.type!r}: addresses protected attributes {protected}")
         task_names = [t.name for t in self.tasks]
         if len(set(task_names)) != len(task_names):
             raise ValueError("task names must be unique")

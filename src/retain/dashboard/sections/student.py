@@ -127,7 +127,7 @@ def render(ctx: Context) -> None:
     if explanation["suggestions"]:
         st.subheader("Suggested interventions")
         for s in explanation["suggestions"]:
-            addressed = "; ".join(r.split(" (")[0] for r in s["reasons"])
+            addressed = "; ".join(r.rsplit(" (", 1)[0] for r in s["reasons"])
             st.markdown(f"- **{s['type'].capitalize()}**: {s['description']} *(addresses {addressed})*")
     _what_if(ctx, explanation)
     _forms(ctx, explanation)

@@ -1,11 +1,12 @@
-"""The dashboard's pages: each a ``render(context)`` function."""
+"""The dashboard's pages: each a ``render(context)`` function. (Not named ``pages``: Streamlit
+would take a ``pages`` folder next to the entry script for pages of its own.)"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from retain.dashboard.context import Context
-from retain.dashboard.pages import caseload, fairness, impact, insights, operations, student, upload
+from retain.dashboard.sections import caseload, fairness, impact, insights, operations, student, upload
 
 Page = Callable[[Context], None]
 

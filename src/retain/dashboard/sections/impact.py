@@ -7,13 +7,13 @@ import streamlit as st
 
 from retain.dashboard import views
 from retain.dashboard.context import Context
+from retain.dashboard.widgets import task_picker
 
 
 def render(ctx: Context) -> None:
     spec = ctx.spec
     st.title("Intervention impact")
-    task_names = {t.description or t.name: t.name for t in spec.tasks}
-    task = task_names[st.selectbox("Outcome of", list(task_names), key="impact_task")]
+    task = task_picker(ctx, "Outcome of", "impact_task")
     report = ctx.api.intervention_impact(spec.name, task=task)
     if report["simulated"]:
         st.warning("These figures include simulated interventions (from `retain simulate`), not real ones.")

@@ -6,23 +6,18 @@ import streamlit as st
 
 from retain.dashboard import views
 from retain.dashboard.context import Context
+from retain.dashboard.widgets import task_picker
 
 
 def render(ctx: Context) -> None:
     spec = ctx.spec
     st.title("Caseload")
     st.caption(f"{spec.title}: students ranked by their latest risk.")
-    task_names = {t.description or t.name: t.name for t in spec.tasks}
     left, middle, right = st.columns(3)
-    scored = [
-        label
-        for label, name in task_names.items()
-        if ctx.api.caseload(spec.name, task=name, limit=1)["total"]
-    ]
-    default = list(task_names).index(scored[0]) if scored else 0  # open on a task that has students
-    task_label = left.selectbox("Risk of", list(task_names), index=default, key="caseload_task")
+    with left:
+        task = task_picker(ctx, "Risk of", "caseload_task")
     bands = middle.multiselect("Band", list(views.BAND_LABELS.values()), key="caseload_bands")
-    stages = {views.stage_words(s): s for s in spec.task(task_names[task_label]).stages}
+    stages = {views.stage_words(s): s for s in spec.task(task).stages}
     stage_label = right.selectbox("Warning made", ["any time", *stages], key="caseload_stage")
     left, middle, right = st.columns(3)
     programmes = views.programme_options(spec)
@@ -39,7 +34,7 @@ def render(ctx: Context) -> None:
     by_label = {label: band for band, label in views.BAND_LABELS.items()}
     page = ctx.api.caseload(
         spec.name,
-        task=task_names[task_label],
+        task=task,
         band=[by_label[b] for b in bands],
         stage=stages.get(stage_label),
         programme=programmes.get(programme),

@@ -6,13 +6,13 @@ import streamlit as st
 
 from retain.dashboard import views
 from retain.dashboard.context import Context
+from retain.dashboard.widgets import task_picker
 
 
 def render(ctx: Context) -> None:
     spec = ctx.spec
     st.title("Fairness")
-    task_names = {t.description or t.name: t.name for t in spec.tasks}
-    task = task_names[st.selectbox("Risk of", list(task_names), key="fairness_task")]
+    task = task_picker(ctx, "Risk of", "fairness_task")
     report = ctx.api.fairness(spec.name, task=task, period="Y")
     frame = views.fairness_frame(report["groups"], spec)
     if frame.empty:

@@ -10,6 +10,7 @@ import streamlit as st
 from retain.dashboard import views
 from retain.dashboard.client import ApiError
 from retain.dashboard.context import Context
+from retain.dashboard.widgets import task_picker
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
@@ -23,8 +24,7 @@ def render(ctx: Context) -> None:
     st.caption(
         "A CSV with one student per row and the columns of the dataset (names as in the data dictionary)."
     )
-    task_names = {t.description or t.name: t.name for t in spec.tasks}
-    task = task_names[st.selectbox("Risk of", list(task_names), key="upload_task")]
+    task = task_picker(ctx, "Risk of", "upload_task")
     uploaded = st.file_uploader("Students (CSV)", type=["csv"], key="upload_file")
     if uploaded is None:
         return
