@@ -75,6 +75,9 @@ def test_quickstart_notebook_runs(
     monkeypatch.setenv("JUPYTER_PATH", str(_install_kernel(tmp_path / "kernel")))
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("PYTHONHASHSEED", "0")
+    # Importing Streamlit (the dashboard tests do) sets MPLBACKEND=Agg for the whole process; a
+    # kernel that inherits it draws no inline plots. A user's kernel has its own environment.
+    monkeypatch.delenv("MPLBACKEND", raising=False)
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(
