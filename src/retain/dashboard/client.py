@@ -157,6 +157,9 @@ class ApiClient:
     def intervention_impact(self, dataset: str, task: str | None = None) -> dict[str, Any]:
         return dict(self.get(f"/v1/{dataset}/monitoring/interventions", task=task))
 
+    def activity(self, dataset: str) -> dict[str, Any]:
+        return dict(self.get(f"/v1/{dataset}/monitoring/activity"))
+
     def decisions(self, dataset: str, limit: int = 20) -> list[dict[str, Any]]:
         return list(self.get(f"/v1/{dataset}/monitoring/decisions", limit=limit))
 

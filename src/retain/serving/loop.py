@@ -106,6 +106,17 @@ def add_loop_routes(
         return impact(store.outcome_pairs(dataset, task=t.name, since=since), t).to_dict()
 
     @app.get(
+        "/v1/{dataset}/monitoring/activity",
+        tags=["monitoring"],
+        summary="When predictions, outcomes, drift checks, decisions and stream checkpoints last happened.",
+    )
+    def activity(dataset: str, who: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+        from datetime import UTC, datetime, timedelta
+
+        spec_of(dataset)
+        return store.activity(dataset, since=datetime.now(UTC) - timedelta(days=1))
+
+    @app.get(
         "/v1/{dataset}/monitoring/decisions",
         tags=["monitoring"],
         summary="The promotion gate's decisions (retrains, promotions, overrides) with their numbers.",

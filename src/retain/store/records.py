@@ -12,10 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from retain.store.models import DriftResult, GateDecisionRow, Job, new_uuid, utcnow
+from retain.store.models import (
+    DriftResult,
+    GateDecisionRow,
+    Job,
+    Outcome,
+    Prediction,
+    StreamCheckpoint,
+    new_uuid,
+    utcnow,
+)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 JOB_STATUSES: tuple[JobStatus, ...] = ("queued", "running", "succeeded", "failed")
@@ -265,6 +274,58 @@ class MonitoringRecords:
         stmt = stmt.order_by(Job.created_at.desc()).limit(max(0, limit))
         with self._read() as session:
             return [_job(r) for r in session.scalars(stmt)]
+
+    def activity(self, dataset: str, *, since: datetime) -> dict[str, Any]:
+        """When the loop last moved, for an operations view (aggregates only, no student).
+
+        ``last_prediction_at`` and ``predictions_since`` (every front end: API, stream, batch),
+        ``last_outcome_at``, ``last_drift_check_at``, ``last_decision_at``, and each stream shard's
+        last checkpoint with its owner (a live stream worker checkpoints as it goes).
+        """
+        with self._read() as session:
+            last_prediction = session.scalar(
+                select(func.max(Prediction.created_at)).where(Prediction.dataset == dataset)
+            )
+            recent = session.scalar(
+                select(func.count())
+                .select_from(Prediction)
+                .where(Prediction.dataset == dataset, Prediction.created_at >= since)
+            )
+            last_outcome = session.scalar(
+                select(func.max(Outcome.recorded_at)).where(Outcome.dataset == dataset)
+            )
+            last_drift = session.scalar(
+                select(func.max(DriftResult.at)).where(DriftResult.dataset == dataset)
+            )
+            last_decision = session.scalar(
+                select(func.max(GateDecisionRow.at)).where(GateDecisionRow.dataset == dataset)
+            )
+            shards = [
+                {
+                    "stream": c.stream,
+                    "shard": c.shard,
+                    "owner": c.owner,
+                    "finished": c.finished,
+                    "updated_at": c.updated_at.isoformat(),
+                }
+                for c in session.scalars(
+                    select(StreamCheckpoint).order_by(StreamCheckpoint.updated_at.desc()).limit(50)
+                )
+            ]
+
+        def stamp(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        return {
+            "dataset": dataset,
+            "last_prediction_at": stamp(last_prediction),
+            "predictions_since": int(recent or 0),
+            "since": since.isoformat(),
+            "last_outcome_at": stamp(last_outcome),
+            "last_drift_check_at": stamp(last_drift),
+            "last_decision_at": stamp(last_decision),
+            "stream_checkpoints": shards,
+        }
 
     def fail_unfinished_jobs(self, reason: str = "the service stopped before the job finished") -> int:
         """Mark jobs left queued or running by a stopped process as failed; returns how many."""

@@ -106,7 +106,10 @@ def test_fairness_and_operations_pages_render(api_env: Any) -> None:
     at = _page(at, "Fairness")
     assert at.title[0].value == "Fairness"
     at = _page(at, "Models and operations")
-    assert any(m.label == "Ready" for m in at.metric)
+    assert {"Ready", "Uptime", "Database"} <= {m.label for m in at.metric}
+    assert any(
+        "Last scoring:" in m.value and "predictions in the last 24 hours" in m.value for m in at.markdown
+    )
     frame = at.dataframe[0].value
     assert "dropout.dropout.enrolment" in set(frame["Model"]) and "champion" in set(frame["Role"])
 

@@ -103,3 +103,25 @@ def test_jobs_left_unfinished_by_a_stopped_process_are_failed_not_lost(store: St
     assert store.fail_unfinished_jobs() == 2
     assert {j.id for j in store.jobs(status="failed")} == {queued.id, running.id}
     assert store.get_job(finished.id).status == "succeeded"  # type: ignore[union-attr]
+
+
+def test_activity_says_when_the_loop_last_moved(store: Store) -> None:
+    from retain.store.repository import PredictionRecord, Scope
+
+    empty = store.activity("dropout", since=datetime(2026, 1, 1, tzinfo=UTC))
+    assert empty["last_prediction_at"] is None and empty["predictions_since"] == 0
+    record = PredictionRecord(
+        student_id="s1", dataset="dropout", task="dropout", stage="enrolment",
+        model_name="dropout.dropout.enrolment", model_version=1, risk_score=0.4, risk_band="medium",
+    )  # fmt: skip
+    store.record_predictions([record])
+    store.record_outcome("dropout", "s1", "Dropout", task="dropout", scope=Scope.admin("t"))
+    store.record_drift("dropout", "dropout.dropout.enrolment", 1, "7d", _report(0.0, []))
+    assert store.acquire_lease("kinesis-events", "shard-0", "worker-a")
+    assert store.save_checkpoint("kinesis-events", "shard-0", "49590", owner="worker-a")
+    seen = store.activity("dropout", since=datetime(2026, 1, 1, tzinfo=UTC))
+    assert seen["predictions_since"] == 1 and seen["last_prediction_at"] is not None
+    assert seen["last_outcome_at"] is not None and seen["last_drift_check_at"] is not None
+    assert seen["last_decision_at"] is None
+    assert seen["stream_checkpoints"][0]["owner"] == "worker-a"
+    assert "s1" not in str(seen)  # no student appears

@@ -12,15 +12,47 @@ from retain.dashboard.client import ApiError
 from retain.dashboard.context import Context
 
 
+def _duration(seconds: float) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return (
+        f"{hours // 24} d {hours % 24} h"
+        if hours >= 24
+        else (f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min")
+    )
+
+
+def _when(stamp: str | None) -> str:
+    return "never" if stamp is None else stamp[:16].replace("T", " ") + " UTC"
+
+
 def render(ctx: Context) -> None:
     spec = ctx.spec
     st.title("Models and operations")
     health = ctx.api.health()
     ready = health["ready"]
-    left, middle, right = st.columns(3)
-    left.metric("API", "up" if health["live"].get("status", "ok") else "down")
-    middle.metric("Ready", "yes" if ready.get("ready") else "no")
-    right.metric("Database", "reachable" if ready.get("database") else "unreachable")
+    left, middle, right, fourth = st.columns(4)
+    live = health["live"]
+    left.metric("API", "up" if live.get("status") == "ok" else "down", help=f"version {live.get('version')}")
+    middle.metric("Uptime", _duration(float(live.get("uptime_s", 0.0))))
+    right.metric("Ready", "yes" if ready.get("ready") else "no")
+    fourth.metric("Database", "reachable" if ready.get("database") else "unreachable")
+    activity = ctx.api.activity(spec.name)
+    st.subheader("Activity")
+    st.write(
+        f"Last scoring: {_when(activity['last_prediction_at'])} "
+        f"({activity['predictions_since']} predictions in the last 24 hours, API, stream and batch). "
+        f"Last outcome recorded: {_when(activity['last_outcome_at'])}. "
+        f"Last drift check: {_when(activity['last_drift_check_at'])}. "
+        f"Last gate decision: {_when(activity['last_decision_at'])}."
+    )
+    shards = activity["stream_checkpoints"]
+    if shards:
+        st.caption("Stream workers (their last checkpoint per shard):")
+        st.dataframe(pd.DataFrame(shards), hide_index=True)
+    else:
+        st.caption(
+            "No stream worker has checkpointed (Redis Streams acknowledge in Redis; Kinesis shards appear here)."
+        )
     models = [m for m in ctx.api.models() if m["name"].startswith(f"{spec.name}.")]
     frame = views.model_frame(models)
     st.subheader("Versions")
