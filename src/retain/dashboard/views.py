@@ -9,8 +9,6 @@ import pandas as pd
 
 from retain.data.spec import DatasetSpec
 
-#: Okabe-Ito colours: distinguishable with every common colour-vision deficiency.
-BAND_COLOURS = {"low": "#0072B2", "medium": "#E69F00", "high": "#D55E00"}
 BAND_LABELS = {"low": "Low", "medium": "Medium", "high": "High"}
 STAGE_WORDS = {
     "enrolment": "at enrolment, before any grades",

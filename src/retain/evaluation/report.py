@@ -22,6 +22,7 @@ from jinja2 import Environment
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from retain.evaluation.metrics import confusion
+from retain.palette import OKABE_ITO
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,17 +34,6 @@ __all__ = [
     "render_model_card",
 ]
 
-OKABE_ITO: tuple[str, ...] = (
-    "#0072B2",
-    "#E69F00",
-    "#009E73",
-    "#D55E00",
-    "#56B4E9",
-    "#CC79A7",
-    "#F0E442",
-    "#000000",
-)
-"""Okabe-Ito colour-blind-safe palette (blue first)."""
 
 RESPONSIBLE_USE = (
     "Predictions support advisors in deciding whom to contact and how to help; they are never the "

@@ -23,6 +23,7 @@ from jinja2 import Environment
 
 from retain.insights.eda import CategoricalSummary, EdaReport, NumericSummary, Outcome
 from retain.insights.stats import Comparison, format_p
+from retain.palette import OKABE_ITO
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -37,17 +38,7 @@ __all__ = [
     "write_html",
 ]
 
-PALETTE: tuple[str, ...] = (
-    "#0072B2",
-    "#E69F00",
-    "#009E73",
-    "#D55E00",
-    "#56B4E9",
-    "#CC79A7",
-    "#F0E442",
-    "#000000",
-)
-"""Okabe-Ito colour-blind-safe palette (the model cards' ``OKABE_ITO``; not imported, to keep this light)."""
+PALETTE: tuple[str, ...] = OKABE_ITO
 
 _BLUE, _ORANGE, _GREEN, _VERMILLION, _SKY = PALETTE[:5]
 _GREY = "#7f7f7f"

@@ -83,6 +83,8 @@ def render(ctx: Context) -> None:
         st.write("No drift check yet (`retain flows run monitor` or the monitoring API).")
     st.subheader("Gate decisions")
     decisions = ctx.api.decisions(spec.name, limit=10)
+    if not decisions:
+        st.write("No decision yet: one is recorded at every retrain, promotion or override.")
     if decisions:
         last = decisions[0]
         verdict = "promoted" if last["promoted"] else "kept the champion"

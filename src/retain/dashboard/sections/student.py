@@ -9,6 +9,7 @@ import streamlit as st
 from retain.dashboard import views
 from retain.dashboard.client import ApiError
 from retain.dashboard.context import Context
+from retain.palette import BAND_COLOURS
 
 
 def _what_if(ctx: Context, explanation: dict[str, Any]) -> None:
@@ -112,7 +113,7 @@ def render(ctx: Context) -> None:
     left, middle, right = st.columns(3)
     left.metric("Risk now", views.percent(current["risk_score"]))
     middle.markdown(
-        f"<span style='background:{views.BAND_COLOURS.get(band, '#777')};color:white;"
+        f"<span style='background:{BAND_COLOURS.get(band, '#777')};color:white;"
         f"padding:0.3em 0.8em;border-radius:1em'>{views.BAND_LABELS.get(band, band)} risk</span>",
         unsafe_allow_html=True,
     )
