@@ -75,6 +75,18 @@ class ServiceMetrics:
             ["dataset", "task"],
             registry=self.registry,
         )
+        self.gate_decisions = Counter(
+            "retain_gate_decisions_total",
+            "Promotion gate decisions made through the service (retrain jobs, promotions, overrides).",
+            ["model", "kind", "promoted"],
+            registry=self.registry,
+        )
+        self.jobs = Counter(
+            "retain_jobs_total",
+            "Background jobs that ended, by kind and status.",
+            ["kind", "status"],
+            registry=self.registry,
+        )
 
 
 @dataclass

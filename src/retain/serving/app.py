@@ -50,7 +50,7 @@ class _State:
         self.writer = GroupCommitWriter(store)
         self.cache = ModelCache(settings.model_refresh_seconds, settings=settings)
         self.metrics = ServiceMetrics()
-        self.jobs = JobRunner(store)
+        self.jobs = JobRunner(store, lambda kind, status: self.metrics.jobs.labels(kind, status).inc())
         self.started = time.time()
         self.specs: dict[str, DatasetSpec] = {name: load_spec(name) for name in list_specs()}
 
@@ -435,6 +435,7 @@ def create_app(
     )
     add_loop_routes(
         app,
+        metrics=state.metrics,
         settings=s,
         store=state.store,
         cache=state.cache,
@@ -469,9 +470,11 @@ def create_app(
         except MlflowException as exc:
             raise HTTPException(404, f"model {name!r} version {version}: {exc.message}") from None
         state.cache.invalidate(name)
+        kind = "override" if force else "promote"
+        state.metrics.gate_decisions.labels(name, kind, str(decision.promote).lower()).inc()
         state.store.record_decision(
             name,
-            "override" if force else "promote",
+            kind,
             promoted=decision.promote,
             metric=decision.metric,
             reason=decision.reason,

@@ -23,8 +23,9 @@ Work = Callable[[JobRecord], dict[str, Any]]
 class JobRunner:
     """Runs jobs on one background thread and records how each ended."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, on_finish: Callable[[str, str], None] | None = None) -> None:
         self.store = store
+        self._on_finish = on_finish or (lambda kind, status: None)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retain-job")
         self._futures: dict[str, Future[None]] = {}
 
@@ -58,8 +59,10 @@ class JobRunner:
         except Exception as exc:  # the job fails, the service does not
             log.warning("job %s (%s %s) failed: %s", job.id, job.kind, job.target, exc)
             self.store.finish_job(job.id, error=f"{type(exc).__name__}: {exc}")
+            self._on_finish(job.kind, "failed")
         else:
             self.store.finish_job(job.id, result=result)
+            self._on_finish(job.kind, "succeeded")
         finally:
             self._futures.pop(job.id, None)
 

@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
 from retain.data.spec import DatasetSpec, SpecError
+from retain.monitoring.metrics import ServiceMetrics
 from retain.serving.jobs import JobRunner
 from retain.serving.models import ModelCache
 from retain.serving.security import Principal
@@ -26,6 +27,7 @@ Dependency = Callable[..., Coroutine[Any, Any, Principal]]
 def add_loop_routes(
     app: FastAPI,
     *,
+    metrics: ServiceMetrics,
     settings: Settings,
     store: Store,
     cache: ModelCache,
@@ -162,6 +164,7 @@ def add_loop_routes(
             result = retrain(name, options=options, settings=settings, store=store, actor=actor)
             if result.promoted:
                 cache.invalidate(name)
+            metrics.gate_decisions.labels(name, "retrain", str(result.promoted).lower()).inc()
             return result.to_dict()
 
         job = jobs.submit("retrain", name, work, params={"model": name}, actor=actor)

@@ -52,7 +52,7 @@ def test_promtool_accepts_the_rules() -> None:
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 7 rules found" in done.stdout
+    assert "SUCCESS: 8 rules found" in done.stdout
 
 
 def test_grafana_dashboard_queries_exported_metrics() -> None:

@@ -185,3 +185,15 @@ def test_intervention_impact_comes_from_outcomes_and_interventions(client: TestC
     assert body["task"] == "dropout" and body["n_helped"] == 0 and body["difference"] is None
     assert body["n_flagged"] > 0 and "not given interventions at random" in body["caution"]
     assert client.get("/v1/dropout/monitoring/interventions?task=nope", headers=ADVISOR).status_code == 422
+
+
+def test_retrain_jobs_and_decisions_are_counted_on_metrics(client: TestClient) -> None:
+    started = client.post(f"/v1/models/{NAME}/retrain", headers=ADMIN)
+    client.app.state.retain.jobs.wait(started.json()["job"]["id"], timeout=120)  # type: ignore[attr-defined]
+    client.post(f"/v1/models/{NAME}/promote?version=1", headers=ADMIN)
+    text = client.get("/metrics").text
+    assert 'retain_jobs_total{kind="retrain",status="failed"} 1.0' in text  # no outcomes yet
+    assert (
+        'retain_gate_decisions_total{kind="promote",model="dropout.dropout.enrolment",promoted="false"} 1.0'
+        in text
+    )
