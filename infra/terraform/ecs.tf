@@ -26,6 +26,7 @@ locals {
       memory  = var.api_memory_mb
       count   = var.api_desired_count
       sg      = aws_security_group.api.id
+      home    = "/var/lib/retain"
       command = ["retain", "serve"]
       environment = merge(local.common_environment, {
         RETAIN_API_HOST    = "0.0.0.0"
@@ -41,7 +42,8 @@ locals {
       memory  = var.dashboard_memory_mb
       count   = var.dashboard_desired_count
       sg      = aws_security_group.dashboard.id
-      command = null
+      home    = "/var/lib/retain"
+      command = null # the image's streamlit command (binds 0.0.0.0:8501)
       environment = merge(local.common_environment, {
         RETAIN_DASHBOARD_PORT    = tostring(local.dashboard_port)
         RETAIN_DASHBOARD_API_URL = local.api_url
@@ -56,6 +58,7 @@ locals {
       memory = var.mlflow_memory_mb
       count  = var.mlflow_desired_count
       sg     = aws_security_group.mlflow.id
+      home   = "/var/lib/mlflow"
       command = [
         "mlflow", "server",
         "--host", "0.0.0.0",
@@ -66,7 +69,6 @@ locals {
       ]
       environment = {
         MLFLOW_DISABLE_TELEMETRY = "true"
-        HOME                     = "/tmp"
       }
       secrets = ["MLFLOW_BACKEND_STORE_URI"]
     }
@@ -132,9 +134,14 @@ resource "aws_ecs_task_definition" "main" {
     cpu_architecture        = "X86_64"
   }
 
-  # Scratch space on the task's ephemeral storage: the root filesystem is read-only.
+  # Writable scratch on the task's ephemeral storage (the root filesystem is read-only): /tmp and
+  # the image's home (RETAIN_HOME, or MLflow's working folder). Fargate copies the image's
+  # folder, with its owner, into the volume on start.
   volume {
     name = "tmp"
+  }
+  volume {
+    name = "home"
   }
 
   # null attributes (the dashboard keeps its image's command) are left out.
@@ -149,8 +156,11 @@ resource "aws_ecs_task_definition" "main" {
       portMappings           = [{ containerPort = each.value.port, protocol = "tcp" }]
       environment            = [for k in sort(keys(each.value.environment)) : { name = k, value = each.value.environment[k] }]
       secrets                = [for k in each.value.secrets : { name = k, valueFrom = aws_secretsmanager_secret.app[k].arn }]
-      mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
-      linuxParameters        = { initProcessEnabled = true }
+      mountPoints = [
+        { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
+        { sourceVolume = "home", containerPath = each.value.home, readOnly = false },
+      ]
+      linuxParameters = { initProcessEnabled = true }
       logConfiguration = {
         logDriver = "awslogs"
         options = {

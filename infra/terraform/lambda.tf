@@ -19,7 +19,6 @@ locals {
   common_environment = {
     RETAIN_ENVIRONMENT       = "production"
     RETAIN_TRACKING_URI      = local.mlflow_url
-    RETAIN_HOME              = "/tmp/retain"
     MLFLOW_DISABLE_TELEMETRY = "true"
   }
 }
@@ -48,6 +47,7 @@ resource "aws_lambda_function" "stream" {
       RETAIN_STREAM_OUTPUT_URL      = "kinesis://${aws_kinesis_stream.main["output"].name}?region=${local.region}"
       RETAIN_STREAM_DEAD_LETTER_URL = "kinesis://${aws_kinesis_stream.main["dead_letter"].name}?region=${local.region}"
       RETAIN_STREAM_BATCH_SIZE      = tostring(var.lambda_micro_batch_size)
+      RETAIN_HOME                   = "/tmp/retain" # the only writable path in Lambda
       # Lambda has no secret injection: the values are read from Secrets Manager at apply time
       # and kept encrypted with the environment's key (kms_key_arn below).
       RETAIN_DATABASE_URL = data.aws_secretsmanager_secret_version.lambda["RETAIN_DATABASE_URL"].secret_string
