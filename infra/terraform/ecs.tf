@@ -59,16 +59,15 @@ locals {
       count  = var.mlflow_desired_count
       sg     = aws_security_group.mlflow.id
       home   = "/var/lib/mlflow"
-      command = [
-        "mlflow", "server",
-        "--host", "0.0.0.0",
-        "--port", tostring(local.mlflow_port),
-        "--serve-artifacts",
-        "--artifacts-destination", "s3://${aws_s3_bucket.artifacts.id}/artifacts",
-        "--allowed-hosts", "mlflow.${local.namespace},mlflow.${local.namespace}:${local.mlflow_port}",
-      ]
+      # The image runs `mlflow server` (--serve-artifacts: clients never touch S3), configured
+      # through MLflow's environment variables (deploy/docker/mlflow.Dockerfile).
+      command = null
       environment = {
-        MLFLOW_DISABLE_TELEMETRY = "true"
+        MLFLOW_ARTIFACTS_DESTINATION = "s3://${aws_s3_bucket.artifacts.id}/artifacts"
+        MLFLOW_SERVE_ARTIFACTS       = "true"
+        MLFLOW_SERVER_ALLOWED_HOSTS  = "mlflow.${local.namespace}:${local.mlflow_port},mlflow.${local.namespace}"
+        AWS_DEFAULT_REGION           = local.region
+        MLFLOW_DISABLE_TELEMETRY     = "true"
       }
       secrets = ["MLFLOW_BACKEND_STORE_URI"]
     }
@@ -217,29 +216,38 @@ resource "aws_ecs_service" "main" {
   }
 
   lifecycle {
-    # Autoscaling owns the API's task count.
+    # Application Auto Scaling owns every service's task count (below); desired_count only
+    # sets the first one.
     ignore_changes = [desired_count]
   }
 
-  depends_on = [aws_lb_listener.https]
+  depends_on = [aws_lb_listener.https, aws_lb_listener_rule.api, aws_lb_listener_rule.dashboard]
 }
 
-# ------------------------------------------------------------------ API autoscaling
+# ------------------------------------------------------------------ autoscaling
+# The API scales between api_min_count and api_max_count on CPU and requests per task. The
+# dashboard and MLflow have fixed counts (min = max = their *_desired_count), held by the same
+# mechanism, so changing a count in the tfvars takes effect although desired_count is ignored.
 
-resource "aws_appautoscaling_target" "api" {
+resource "aws_appautoscaling_target" "service" {
+  for_each           = local.services
   service_namespace  = "ecs"
-  resource_id        = "service/${aws_ecs_cluster.main.name}/${aws_ecs_service.main["api"].name}"
+  resource_id        = "service/${aws_ecs_cluster.main.name}/${aws_ecs_service.main[each.key].name}"
   scalable_dimension = "ecs:service:DesiredCount"
-  min_capacity       = var.api_min_count
-  max_capacity       = var.api_max_count
+  min_capacity       = each.key == "api" ? var.api_min_count : each.value.count
+  max_capacity       = each.key == "api" ? var.api_max_count : each.value.count
+}
+
+locals {
+  api_scaling = aws_appautoscaling_target.service["api"]
 }
 
 resource "aws_appautoscaling_policy" "api_cpu" {
   name               = "${local.name}-api-cpu"
   policy_type        = "TargetTrackingScaling"
-  service_namespace  = aws_appautoscaling_target.api.service_namespace
-  resource_id        = aws_appautoscaling_target.api.resource_id
-  scalable_dimension = aws_appautoscaling_target.api.scalable_dimension
+  service_namespace  = local.api_scaling.service_namespace
+  resource_id        = local.api_scaling.resource_id
+  scalable_dimension = local.api_scaling.scalable_dimension
 
   target_tracking_scaling_policy_configuration {
     target_value       = var.api_cpu_target_percent
@@ -254,9 +262,9 @@ resource "aws_appautoscaling_policy" "api_cpu" {
 resource "aws_appautoscaling_policy" "api_requests" {
   name               = "${local.name}-api-requests"
   policy_type        = "TargetTrackingScaling"
-  service_namespace  = aws_appautoscaling_target.api.service_namespace
-  resource_id        = aws_appautoscaling_target.api.resource_id
-  scalable_dimension = aws_appautoscaling_target.api.scalable_dimension
+  service_namespace  = local.api_scaling.service_namespace
+  resource_id        = local.api_scaling.resource_id
+  scalable_dimension = local.api_scaling.scalable_dimension
 
   target_tracking_scaling_policy_configuration {
     target_value       = var.api_requests_per_target

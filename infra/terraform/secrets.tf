@@ -15,7 +15,7 @@ locals {
     RETAIN_ID_KEY            = random_password.app["RETAIN_ID_KEY"].result
     RETAIN_ROSTER_KEY        = random_password.app["RETAIN_ROSTER_KEY"].result
     RETAIN_DATABASE_URL      = "postgresql+psycopg://retain_app:${random_password.app["retain_app_db"].result}@${local.db_host}:5432/retain?sslmode=require"
-    MLFLOW_BACKEND_STORE_URI = "postgresql://mlflow:${random_password.app["mlflow_db"].result}@${local.db_host}:5432/mlflow?sslmode=require"
+    MLFLOW_BACKEND_STORE_URI = "postgresql+psycopg://mlflow:${random_password.app["mlflow_db"].result}@${local.db_host}:5432/mlflow?sslmode=require"
   }
 }
 

@@ -434,3 +434,22 @@ def test_version_constraint_reader() -> None:
     assert _satisfies("5.40.0", "~> 5.31") and not _satisfies("6.0.0", "~> 5.31")
     assert _satisfies("5.31.9", "~> 5.31.0") and not _satisfies("5.32.0", "~> 5.31.0")
     assert not _satisfies("1.0.3", ">= 1.3")
+
+
+def test_api_scales_on_cpu_and_requests() -> None:
+    ecs = _code(TF_DIR / "ecs.tf")
+    for metric in ("ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"):
+        assert re.search(rf'predefined_metric_type\s*=\s*"{metric}"', ecs), f"no API scaling on {metric}"
+
+
+def test_every_alarm_notifies_the_alarm_topic() -> None:
+    monitoring = _code(TF_DIR / "monitoring.tf")
+    alarms = re.findall(r'resource\s+"aws_cloudwatch_metric_alarm"\s+"([a-z0-9_]+)"', monitoring)
+    assert {"lambda_errors", "lambda_throttles", "kinesis_iterator_age", "api_5xx", "api_latency"} <= set(
+        alarms
+    )
+    assert {"rds_cpu", "rds_free_storage"} <= set(alarms)
+    for name in alarms:
+        body = _block(monitoring, rf'resource\s+"aws_cloudwatch_metric_alarm"\s+"{name}"')
+        assert re.search(r"alarm_actions\s*=\s*local\.alarm_actions", body), f"alarm {name} notifies nobody"
+        assert re.search(r'alarm_description\s*=\s*"[^"]{20,}', body), f"alarm {name} needs a description"
