@@ -8,14 +8,8 @@ locals {
   az_count           = length(var.availability_zones)
   nat_gateway_count  = local.create_vpc ? (var.single_nat_gateway ? 1 : local.az_count) : 0
   vpc_id             = local.create_vpc ? aws_vpc.main[0].id : var.existing_vpc_id
-  vpc_cidr           = local.create_vpc ? aws_vpc.main[0].cidr_block : data.aws_vpc.existing[0].cidr_block
   public_subnet_ids  = local.create_vpc ? aws_subnet.public[*].id : var.existing_public_subnet_ids
   private_subnet_ids = local.create_vpc ? aws_subnet.private[*].id : var.existing_private_subnet_ids
-}
-
-data "aws_vpc" "existing" {
-  count = local.create_vpc ? 0 : 1
-  id    = var.existing_vpc_id
 }
 
 resource "aws_vpc" "main" {

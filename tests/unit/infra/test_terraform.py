@@ -453,3 +453,30 @@ def test_every_alarm_notifies_the_alarm_topic() -> None:
         body = _block(monitoring, rf'resource\s+"aws_cloudwatch_metric_alarm"\s+"{name}"')
         assert re.search(r"alarm_actions\s*=\s*local\.alarm_actions", body), f"alarm {name} notifies nobody"
         assert re.search(r'alarm_description\s*=\s*"[^"]{20,}', body), f"alarm {name} needs a description"
+
+
+def _blocks(text: str, header_re: str) -> list[str]:
+    """Bodies of every block whose header matches."""
+    bodies = []
+    for m in re.finditer(header_re + r"\s*\{", text):
+        bodies.append(_block(text[m.start() :], header_re))
+    return bodies
+
+
+def test_every_reference_names_something_defined() -> None:
+    """What `terraform validate` would say about references, without the provider."""
+    code = _all_code()
+    defined_locals = {
+        name
+        for body in _blocks(code, r"(?m)^locals")
+        for name in re.findall(r"(?m)^  ([a-z_0-9]+)\s*=", body)
+    }
+    used_locals = set(re.findall(r"\blocal\.([a-z_0-9]+)", code))
+    assert used_locals <= defined_locals, f"undefined locals: {sorted(used_locals - defined_locals)}"
+    resources = set(re.findall(r'(?m)^resource\s+"([a-z0-9_]+)"\s+"([a-z0-9_]+)"', code))
+    data = set(re.findall(r'(?m)^data\s+"([a-z0-9_]+)"\s+"([a-z0-9_]+)"', code))
+    used_data = set(re.findall(r"\bdata\.([a-z0-9_]+)\.([a-z0-9_]+)", code))
+    assert used_data <= data, f"undefined data sources: {sorted(used_data - data)}"
+    without_data = re.sub(r"\bdata\.[a-z0-9_]+\.[a-z0-9_]+", "", code)
+    used = set(re.findall(r"\b((?:aws|random)_[a-z0-9_]+)\.([a-z0-9_]+)\b", without_data))
+    assert used <= resources, f"undefined resources: {sorted(used - resources)}"
