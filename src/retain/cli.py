@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from retain.batch.backend import Backend
 from retain.insights.cli import report_app
 
 app = typer.Typer(
@@ -412,21 +413,80 @@ def predict(
     dataset: Annotated[str, typer.Option()],
     task: Annotated[str, typer.Option()],
     stage: Annotated[str, typer.Option()],
-    input: Annotated[Path, typer.Option("--input", help="CSV or Parquet of students.")],
-    output: Annotated[Path, typer.Option("--output", help="CSV or Parquet to write.")],
+    input: Annotated[
+        Path,
+        typer.Option("--input", help="CSV or Parquet of students, or a folder of *.parquet/*.csv parts."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", help="A .parquet or .csv file, or a folder (no suffix) of Parquet parts."),
+    ],
     model: Annotated[str, typer.Option(help="Alias or version.")] = "champion",
+    backend: Annotated[
+        Backend, typer.Option(help="local: stream in chunks in this process; dask: map over a Dask cluster.")
+    ] = Backend.local,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address (RETAIN_DASK_SCHEDULER; default: a LocalCluster)."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="LocalCluster worker processes (RETAIN_DASK_WORKERS).")
+    ] = None,
+    chunk_rows: Annotated[
+        int | None, typer.Option(min=1, help="Rows per chunk: the memory bound (RETAIN_BATCH_CHUNK_ROWS).")
+    ] = None,
+    store: Annotated[
+        bool, typer.Option("--store/--no-store", help="Also keep the predictions in the store (local).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Score a file with the registered model; writes the documented output schema."""
+    """Score a file or a folder of partitions with the registered model (the output schema of
+    Predictor.predict). `retain score` is the same command."""
     _quiet_libraries()
-    from retain.batch.score import score
+    from retain.batch.score import score_files
     from retain.predictor import Predictor
 
+    if store and backend is Backend.dask:
+        _fail("--store needs the local backend (the dask backend only writes files)")
     with _friendly_errors():
         predictor = Predictor.from_registry(dataset, task, stage, model)
-        result = score(predictor, input, output)
-    counts = result["risk_band"].value_counts().to_dict()
-    err.print(f"scored {len(result)} students with {predictor.model_name} v{predictor.version}: {counts}")
+        db = _store() if store else None
+        try:
+            summary = score_files(
+                predictor,
+                input,
+                output,
+                backend=backend,
+                chunk_rows=chunk_rows,
+                scheduler=scheduler,
+                workers=workers,
+                store=db,
+            )
+        finally:
+            if db is not None:
+                db.close()
+    if as_json:
+        _print_json(
+            {
+                "model_name": predictor.model_name,
+                "model_version": predictor.version,
+                "backend": summary.backend,
+                "rows": summary.rows,
+                "bands": summary.bands,
+                "output": str(summary.output),
+                "parts": summary.parts,
+                "stored": store,
+            }
+        )
+        return
+    err.print(
+        f"scored {summary.rows} students with {predictor.model_name} v{predictor.version} "
+        f"({summary.backend}): {summary.bands}"
+    )
     out.print(f"wrote {output}")
+
+
+app.command("score", help="Alias of `retain predict`: score a file or folder, locally or on Dask.")(predict)
 
 
 # ----------------------------------------------------------------------------- models

@@ -139,6 +139,18 @@ class Settings(BaseSettings):
         default_factory=lambda: {"monitor": "0 6 * * *", "retrain": "0 3 * * 1"},
         description="Cron schedules of the flows that `retain flows serve` registers.",
     )
+    batch_chunk_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="Rows a batch scoring chunk holds (`retain predict`/`score`): the memory bound.",
+    )
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="Dask scheduler address for `--backend dask` (default: a LocalCluster on this machine).",
+    )
+    dask_workers: int = Field(
+        default=2, ge=1, description="Worker processes of the LocalCluster `--backend dask` starts."
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
