@@ -168,7 +168,7 @@ def _steps(name: str) -> tuple[Step, ...]:
                     Step(
                         workflow=name,
                         job=job_id,
-                        name=str(step.get("name") or step.get("uses") or f"step {index}"),
+                        name=_fill(str(step.get("name") or step.get("uses") or f"step {index}"), matrix, env),
                         run=_fill(run, matrix, env, shell=True) if run is not None else None,
                         uses=step.get("uses"),
                         inputs={k: _fill(str(v), matrix, env) for k, v in (step.get("with") or {}).items()},
@@ -361,8 +361,10 @@ def _referenced_paths(step: Step) -> set[str]:
         workdir = Path(".")
     for text in [step.run or "", *step.inputs.values()]:
         text = re.sub(r"\w+://\S+", " ", EXPRESSION.sub(" ", text))
-        for token in PATH_TOKEN.findall(text):
-            token = token.removeprefix("./").rstrip("/")
+        for match in PATH_TOKEN.finditer(text):
+            if text[match.end() : match.end() + 1] in ("$", "{"):  # built from a variable
+                continue
+            token = match.group(1).removeprefix("./").rstrip("/")
             if token.startswith("/") or "*" in token:
                 continue
             full = (workdir / token).as_posix()
@@ -507,7 +509,9 @@ def test_cd_builds_and_pushes_every_image_on_a_version_tag() -> None:
     scripts = "\n".join(_scripts(CD, pushing[0]))
     for name in IMAGES:
         assert f"deploy/docker/{name}.Dockerfile" in scripts, f"{name} is not built from its Dockerfile"
-        assert f"retain-{name}" in scripts, f"{name} is not pushed to ECR repository retain-{name}"
+        for env in TF_ENVS:  # infra/terraform/ecr.tf: one registry per account, <env>/retain-<name>
+            assert f"{env}/retain-{name}" in scripts, f"{name} is not pushed to {env}/retain-{name}"
+    assert "VERSION=${GITHUB_REF_NAME#v}" in scripts, "image tags are the version without its v"
     assert re.search(r"docker build\b[^\n]*(?:\\\n[^\n]*)*\n?\s*\.\s*$", scripts, re.M), "context is ."
     assert "docker push" in scripts and "GITHUB_STEP_SUMMARY" in scripts
     assert "docker image inspect" in scripts or "image-sizes.sh" in scripts, "image sizes not recorded"
@@ -515,6 +519,24 @@ def test_cd_builds_and_pushes_every_image_on_a_version_tag() -> None:
     if docker_dir.is_dir():
         present = {p.name.removesuffix(".Dockerfile") for p in docker_dir.glob("*.Dockerfile")}
         assert present <= set(IMAGES), f"Dockerfiles CD does not build: {sorted(present - set(IMAGES))}"
+
+
+def test_cd_pushes_to_the_repositories_terraform_creates() -> None:
+    ecr = REPO_ROOT / "infra" / "terraform" / "ecr.tf"
+    if not ecr.exists():
+        pytest.skip("infra/terraform/ecr.tf not written yet")
+    text = ecr.read_text(encoding="utf-8")
+    listed = re.search(r"ecr_repositories\s*=\s*toset\(\[([^\]]*)\]\)", text)
+    assert listed, "ecr.tf: no ecr_repositories list"
+    assert set(re.findall(r'"([^"]+)"', listed.group(1))) == {f"retain-{n}" for n in IMAGES}
+    assert 'name                 = "${var.environment}/${each.key}"' in text or re.search(
+        r'name\s*=\s*"\$\{var\.environment\}/\$\{each\.key\}"', text
+    ), "ecr.tf no longer names repositories <env>/retain-<name>: update cd.yml and this test"
+    for env in TF_ENVS:
+        tfvars = (REPO_ROOT / "infra" / "terraform" / "envs" / f"{env}.tfvars").read_text(encoding="utf-8")
+        block = re.search(r"^image_tags\s*=\s*\{([^}]*)\}", tfvars, re.M)
+        assert block, f"envs/{env}.tfvars sets no image_tags (terraform.yml waits for them)"
+        assert set(re.findall(r"^\s*(\w+)\s*=", block.group(1), re.M)) <= set(IMAGES)
 
 
 def _terraform_pin() -> str:
