@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The prediction API (`retain serve`, FastAPI under uvicorn).
 #
 #   docker build -f deploy/docker/api.Dockerfile -t retain-api .

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The educator dashboard (Streamlit); it works through the API with the user's key.
 #
 #   docker build -f deploy/docker/dashboard.Dockerfile -t retain-dashboard .

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # AWS Lambda container image for the Kinesis handler retain.streaming.lambda_handler.handler.
 #
 #   docker build -f deploy/docker/lambda.Dockerfile -t retain-lambda .

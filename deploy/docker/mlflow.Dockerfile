@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The MLflow tracking server and model registry: PostgreSQL for runs and the registry, an S3
 # bucket (MinIO in compose.yaml) for artifacts, proxied by the server (--serve-artifacts), so
 # clients need no S3 credentials.

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The stream worker (`retain stream worker`): scores events from Redis Streams or Kinesis,
 # stores the predictions idempotently and serves Prometheus metrics on port 9100.
 #
