@@ -528,7 +528,11 @@ def test_cd_pushes_to_the_repositories_terraform_creates() -> None:
     text = ecr.read_text(encoding="utf-8")
     listed = re.search(r"ecr_repositories\s*=\s*toset\(\[([^\]]*)\]\)", text)
     assert listed, "ecr.tf: no ecr_repositories list"
-    assert set(re.findall(r'"([^"]+)"', listed.group(1))) == {f"retain-{n}" for n in IMAGES}
+    repositories = set(re.findall(r'"([^"]+)"', listed.group(1)))
+    expected = {f"retain-{n}" for n in IMAGES}
+    assert repositories == expected, (
+        f"ecr.tf creates {sorted(repositories)}, cd.yml pushes {sorted(expected)}"
+    )
     assert 'name                 = "${var.environment}/${each.key}"' in text or re.search(
         r'name\s*=\s*"\$\{var\.environment\}/\$\{each\.key\}"', text
     ), "ecr.tf no longer names repositories <env>/retain-<name>: update cd.yml and this test"
