@@ -23,6 +23,7 @@ from rich.table import Table
 
 from retain.batch.backend import Backend
 from retain.insights.cli import report_app
+from retain.vision.cli import vision_app
 
 app = typer.Typer(
     help="Retain: student early-warning models, from data to predictions.", no_args_is_help=True
@@ -50,6 +51,7 @@ flows_run_app = typer.Typer(help="Run one flow now (locally, no server needed)."
 flows_app.add_typer(flows_run_app, name="run")
 app.add_typer(flows_app, name="flows")
 app.add_typer(report_app, name="report")
+app.add_typer(vision_app, name="vision")
 
 err = Console(stderr=True)
 out = Console()

@@ -151,6 +151,16 @@ class Settings(BaseSettings):
     dask_workers: int = Field(
         default=2, ge=1, description="Worker processes of the LocalCluster `--backend dask` starts."
     )
+    vision_data_dir: Path | None = Field(
+        default=None,
+        description="Folder of engagement images in class folders (default: ``engagement`` under data_dir).",
+    )
+    vision_max_upload_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Largest image upload the engagement model accepts."
+    )
+    vision_max_pixels: int = Field(
+        default=40_000_000, ge=64 * 64, description="Most pixels (width x height) an uploaded image may have."
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
@@ -219,6 +229,10 @@ class Settings(BaseSettings):
 
     def artifact_location(self) -> str:
         return (self.mlflow_dir / "artifacts").resolve().as_uri()
+
+    def resolved_vision_data_dir(self) -> Path:
+        """The engagement image folder: ``vision_data_dir``, else ``engagement`` under data_dir."""
+        return self.vision_data_dir or self.data_dir / "engagement"
 
     def spec_dirs(self) -> list[Path]:
         return [self.spec_dir, *self.extra_spec_dirs]

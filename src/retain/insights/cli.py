@@ -9,13 +9,16 @@ code 2.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
+
+from retain.console import clean as _clean
+from retain.console import fail as _fail
+from retain.console import say as _say
 
 __all__ = ["report_app"]
 
@@ -26,27 +29,6 @@ report_app = typer.Typer(help="Reports: standalone HTML insight reports for educ
 def _reports() -> None:
     """Reports: standalone HTML insight reports for educators."""
     # A callback keeps ``report`` a group (``retain report eda ...``) while it has one command.
-
-
-def _say(message: str, started: float) -> None:
-    sys.stderr.write(f"{time.perf_counter() - started:7.1f}s {message}\n")
-
-
-def _fail(message: str) -> NoReturn:
-    sys.stderr.write(f"error: {message}\n")
-    raise typer.Exit(2)
-
-
-def _clean(obj: object) -> object:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item"):  # numpy scalars
-        return _clean(obj.item())
-    return obj
 
 
 @report_app.command("eda")

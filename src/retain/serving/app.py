@@ -33,10 +33,12 @@ from retain.serving.loop import add_loop_routes
 from retain.serving.middleware import LimitsAndMetrics
 from retain.serving.models import ModelCache
 from retain.serving.security import Authenticator, Principal, has_role
+from retain.serving.vision_routes import add_vision_routes
 from retain.settings import Settings, get_settings
 from retain.store.group_commit import GroupCommitWriter
 from retain.store.repository import AccessDeniedError, Store
 from retain.training import registry
+from retain.vision.service import EngagementService
 from retain.whatif import WhatIfError, apply_changes, counterfactuals
 
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -51,6 +53,7 @@ class _State:
         self.cache = ModelCache(settings.model_refresh_seconds, settings=settings)
         self.metrics = ServiceMetrics()
         self.jobs = JobRunner(store, lambda kind, status: self.metrics.jobs.labels(kind, status).inc())
+        self.engagement = EngagementService(settings)
         self.started = time.time()
         self.specs: dict[str, DatasetSpec] = {name: load_spec(name) for name in list_specs()}
 
@@ -151,6 +154,19 @@ def create_app(
         if not has_role(p, "admin"):
             raise HTTPException(403, "admin role required")
         return p
+
+    add_vision_routes(
+        app,
+        settings=s,
+        store=state.store,
+        jobs=state.jobs,
+        service=state.engagement,
+        advisor=advisor,
+        admin=admin,
+        on_prediction=lambda label, version: state.metrics.predictions.labels(
+            "vision.engagement", label
+        ).inc(),
+    )
 
     def _predictor(spec: DatasetSpec, task: str, stage: str) -> Predictor:
         try:
