@@ -1,7 +1,9 @@
 """Realistic mixed traffic for the Retain API (run it from its own venv; see loadtest/README.md).
 
 Mix (task weights): single predictions 50, batches of 50 students 10, predictions with
-explanations 15, what-ifs 10, caseload reads 10, one student's history 5. Students are synthetic
+explanations 15, what-ifs 10, caseload reads 10, one student's history 5, and an engagement
+image upload 5 (tag ``vision``: leave it out with ``--exclude-tags vision`` on a server without
+an engagement model). Students are synthetic
 (``traffic.make_students``) and built once at startup; the API key comes from ``RETAIN_API_KEY``.
 Any non-2xx answer counts as a failure in locust's statistics.
 """
@@ -14,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from locust import HttpUser, between, events, task
+from locust import HttpUser, between, events, tag, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import traffic
@@ -75,3 +77,14 @@ class Advisor(HttpUser):
             self.predict_one()
             return
         self.client.get(traffic.student_path(self.rng.choice(self.seen)), name="student history")
+
+    @tag("vision")
+    @task(5)
+    def engagement_image(self) -> None:
+        self.client.post(
+            traffic.ENGAGEMENT_PATH,
+            data=traffic.frame_bytes(self.rng),
+            headers={"Content-Type": "image/jpeg"},
+            name="engagement image",
+        )
+

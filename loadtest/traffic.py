@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from pathlib import Path
 from typing import Any
 
 DATASET = "dropout"
@@ -87,3 +88,15 @@ def student_path(student_id: str) -> str:
 PREDICT_PATH = f"/v1/{DATASET}/predict"
 WHAT_IF_PATH = f"/v1/{DATASET}/what-if"
 CASELOAD_PATH = f"/v1/{DATASET}/students"
+
+
+ENGAGEMENT_PATH = "/v1/vision/engagement/predict"
+#: Synthetic 640 x 360 webcam-like frames (drawn shapes, no person): the upload's size and decode
+#: cost are realistic, the content is not (the model's accuracy is not what a load test measures).
+FRAMES = sorted((Path(__file__).resolve().parent / "frames").glob("*.jpg"))
+
+
+def frame_bytes(rng: random.Random) -> bytes:
+    """The JPEG bytes of one of the bundled synthetic frames."""
+    return rng.choice(FRAMES).read_bytes()
+

@@ -110,6 +110,7 @@ def test_locustfile_mix_matches_the_documented_weights() -> None:
         "what_if": 10,
         "caseload": 10,
         "student": 5,
+        "engagement_image": 5,
     }
     used = {
         n.attr

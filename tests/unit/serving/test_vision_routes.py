@@ -133,6 +133,26 @@ def test_a_form_without_the_file_field_names_it(client: TestClient) -> None:
     assert response.status_code == 422 and "file" in response.text
 
 
+def test_the_load_tests_image_uploads_are_accepted(client: TestClient) -> None:
+    import importlib.util
+    import random
+
+    path = Path(__file__).resolve().parents[3] / "loadtest" / "traffic.py"
+    spec = importlib.util.spec_from_file_location("loadtest_traffic_vision", path)
+    assert spec is not None and spec.loader is not None
+    traffic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(traffic)
+    rng = random.Random(0)
+    assert len(traffic.FRAMES) >= 2
+    for _ in range(3):
+        response = client.post(
+            traffic.ENGAGEMENT_PATH,
+            content=traffic.frame_bytes(rng),
+            headers={**ADVISOR, "Content-Type": "image/jpeg"},
+        )
+        assert response.status_code == 200, response.text
+
+
 def test_no_key_no_prediction_and_only_admins_retrain(client: TestClient) -> None:
     assert client.post(URL, content=_jpeg(), headers={"Content-Type": "image/jpeg"}).status_code == 401
     assert client.post("/v1/vision/engagement/retrain", headers=ADVISOR).status_code == 403
