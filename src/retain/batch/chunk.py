@@ -58,12 +58,17 @@ def with_student_ids(frame: pd.DataFrame, spec: DatasetSpec, first_row: int) -> 
         index=canonical.index,
         name=column,
     )
-    out = canonical.copy()
+    out = canonical  # a new frame already (canonicalize renames into a copy)
     if column not in out.columns:
         out.insert(0, column, numbered)
         return out
-    given = out[column].map(_given).astype(bool)
-    out[column] = out[column].astype(str).where(given, numbered)
+    ids = out[column]
+    stripped = ids.str.strip() if ids.dtype == object else None
+    if stripped is not None and bool((stripped.str.len() > 0).all()):
+        given = pd.Series(True, index=ids.index)  # every id a non-blank string
+    else:
+        given = ids.map(_given).astype(bool)
+    out[column] = ids.astype(str).where(given, numbered)
     return out
 
 

@@ -26,6 +26,7 @@ and one ``DataValidationError`` names every bad row (by input row number).
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from distributed import Client, LocalCluster, as_completed
@@ -91,7 +92,8 @@ def _run(
     client: Client, predictor: Predictor, pieces: list[Piece], folder: Path, chunk_rows: int
 ) -> list[PieceResult]:
     starts = _first_rows(client, pieces)
-    shipped = client.scatter(predictor, broadcast=True, hash=False)
+    # a fresh copy: without the compiled fast scorer, which each worker compiles once itself
+    shipped = client.scatter(replace(predictor), broadcast=True, hash=False)
     futures = client.map(
         _score_part,
         pieces,

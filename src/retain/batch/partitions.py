@@ -117,7 +117,8 @@ def _delimiter(path: Path) -> str:
 
 def _frame(frame: pd.DataFrame) -> pd.DataFrame:
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.reset_index(drop=True)
+    frame.index = pd.RangeIndex(len(frame))  # in place: CSV chunks number on from the last one
+    return frame
 
 
 def _parquet_chunks(piece: Piece, chunk_rows: int) -> Iterator[pd.DataFrame]:
