@@ -183,3 +183,17 @@ class ApiClient:
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.get(f"/v1/jobs/{job_id}"))
+
+    # ---------------------------------------------------------------------- vision
+
+    def engagement(self, image: bytes, content_type: str = "image/jpeg") -> dict[str, Any]:
+        """P(not engaged) for one webcam frame; the image is sent once and stored nowhere."""
+        try:
+            response = self._http.post(
+                "/v1/vision/engagement/predict", content=image, headers={"Content-Type": content_type}
+            )
+        except httpx.TransportError as exc:
+            raise ApiError(
+                503, f"the API at {self.base_url} cannot be reached ({type(exc).__name__})"
+            ) from None
+        return dict(self._answer(response))

@@ -153,6 +153,14 @@ def test_the_load_tests_image_uploads_are_accepted(client: TestClient) -> None:
         assert response.status_code == 200, response.text
 
 
+def test_the_dashboards_client_gets_the_same_answer(client: TestClient) -> None:
+    from retain.dashboard.client import ApiClient
+
+    direct = client.post(URL, content=_jpeg(), headers={**ADVISOR, "Content-Type": "image/jpeg"}).json()
+    dashboard = ApiClient("http://testserver", ADVISOR["X-API-Key"], transport=client._transport)
+    assert dashboard.engagement(_jpeg()) == direct
+
+
 def test_no_key_no_prediction_and_only_admins_retrain(client: TestClient) -> None:
     assert client.post(URL, content=_jpeg(), headers={"Content-Type": "image/jpeg"}).status_code == 401
     assert client.post("/v1/vision/engagement/retrain", headers=ADVISOR).status_code == 403

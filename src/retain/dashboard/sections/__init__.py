@@ -6,7 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from retain.dashboard.context import Context
-from retain.dashboard.sections import caseload, fairness, impact, insights, operations, student, upload
+from retain.dashboard.sections import (
+    caseload,
+    engagement,
+    fairness,
+    impact,
+    insights,
+    operations,
+    student,
+    upload,
+)
 
 Page = Callable[[Context], None]
 
@@ -17,5 +26,6 @@ PAGES: dict[str, Page] = {
     "Insights": insights.render,
     "Fairness": fairness.render,
     "Intervention impact": impact.render,
+    "Engagement (images)": engagement.render,
 }
 ADMIN_PAGES: dict[str, Page] = {"Models and operations": operations.render}
