@@ -28,6 +28,7 @@ READY = {  # text each page shows once its content is drawn
     "Fairness": "Adverse outcomes caught",
     "Intervention impact": "Flagged students",
     "Models and operations": "Gate decisions",
+    "Engagement (images)": "has opted in",
 }
 PAGES = [
     "Caseload",
@@ -37,6 +38,7 @@ PAGES = [
     "Fairness",
     "Intervention impact",
     "Models and operations",
+    "Engagement (images)",
 ]
 
 
