@@ -1,7 +1,7 @@
 """Backbone embeddings of every image and view, cached on disk by file content.
 
-The frozen backbone dominates the cost of training and of the audit (about 30-60 ms per image
-on 2 CPU cores); its pooled features depend only on the file, the view and the augmentation
+The frozen backbone dominates the cost of training and of the audit; it runs in onnxruntime
+(exported once per run), which is faster than eager torch on a CPU. Its pooled features depend only on the file, the view and the augmentation
 copy, so they are computed once and reused. The cache is an ``.npz`` per (view, copy) under
 ``RETAIN_HOME/vision/embeddings``, keyed by the SHA-256 of each file: a changed image is
 embedded again, a renamed one is not.
@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 
 from retain.vision.augment import augment
-from retain.vision.backbone import BACKBONE, EMBEDDING_SIZE, embed
+from retain.vision.backbone import BACKBONE, EMBEDDING_SIZE
 from retain.vision.faces import VIEWS, Box, View, detect_face, face_crop, mask_face, thumbnail
 from retain.vision.images import normalise, read, square
 
 Progress = Callable[[str], None]
+#: Normalised ``(n, 3, 224, 224)`` inputs to ``(n, 1280)`` features.
+Extractor = Callable[[np.ndarray], np.ndarray]
 
 
 def file_key(path: Path) -> str:
@@ -74,6 +76,7 @@ def compute(
     copies: int = 0,
     cache: EmbeddingCache | None = None,
     backbone: Any = None,
+    extractor: Extractor | None = None,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> dict[tuple[View, int], np.ndarray]:
@@ -91,11 +94,12 @@ def compute(
     stored = {w: (cache.load(*w) if cache else {}) for w in wanted}
     missing = [i for i, k in enumerate(keys) if any(k not in stored[w] for w in wanted)]
     if missing:
-        if backbone is None and any(v != "thumbnail" for v, _ in wanted):
+        if extractor is None and any(v != "thumbnail" for v, _ in wanted):
             from retain.vision.backbone import load_backbone
+            from retain.vision.runtime import OnnxFeatures
 
-            backbone = load_backbone()
-        _fill(paths, keys, missing, wanted, stored, backbone, seed, progress)
+            extractor = OnnxFeatures.from_backbone(backbone if backbone is not None else load_backbone())
+        _fill(paths, keys, missing, wanted, stored, extractor, seed, progress)
         if cache is not None:
             for w in wanted:
                 cache.save(*w, stored[w])
@@ -116,7 +120,7 @@ def _fill(
     missing: list[int],
     wanted: list[tuple[View, int]],
     stored: dict[tuple[View, int], dict[str, np.ndarray]],
-    backbone: Any,
+    extractor: Extractor | None,
     seed: int,
     progress: Progress | None,
 ) -> None:
@@ -141,8 +145,8 @@ def _fill(
                 else:
                     batches[(view, copy)].append((keys[index], pixels))
         for w, entries in batches.items():
-            if entries:
-                features = embed(backbone, normalise(np.stack([p for _, p in entries])))
+            if entries and extractor is not None:
+                features = extractor(normalise(np.stack([p for _, p in entries])))
                 for (key, _), row in zip(entries, features, strict=True):
                     stored[w][key] = row
         if progress is not None:

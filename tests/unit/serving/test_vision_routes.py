@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import make_folder  # tests/conftest.py
 from retain.serving.app import create_app
 from retain.serving.security import Principal, StaticKeys
 from retain.settings import get_settings
@@ -22,6 +21,7 @@ from retain.training import registry as tabular_registry
 from retain.vision import registry
 from retain.vision.backbone import engagement_network
 from retain.vision.runtime import export_onnx
+from synthetic_frames import make_folder
 
 ADVISOR = {"X-API-Key": "advisor-secret"}
 ADMIN = {"X-API-Key": "admin-secret"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_folder  # tests/conftest.py
+from synthetic_frames import make_folder
 
 
 @pytest.fixture
