@@ -1089,13 +1089,23 @@ def dashboard(
 def demo(
     rows: Annotated[int, typer.Option(help="Synthetic rows per dataset when no data is present.")] = 2000,
     serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="Then start the API.")] = False,
+    vision: Annotated[
+        bool,
+        typer.Option(
+            "--vision/--no-vision", help="Also train the engagement image model when its images are present."
+        ),
+    ] = True,
 ) -> None:
     """Train what is not trained yet (synthetic data where none is present), summarise, and serve."""
     _quiet_libraries()
-    from retain.demo import run_demo
+    from retain.demo import run_demo, train_engagement
 
     with _friendly_errors():
         summary = run_demo(rows=rows, progress=_progress())
+        if vision:
+            row = train_engagement(progress=_progress())
+            if row is not None:
+                summary.append(row)
     table = Table("model", "version", "data", "held-out metrics")
     for row in summary:
         table.add_row(row["model"], str(row["version"]), row["data"], row["metrics"])

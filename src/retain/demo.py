@@ -52,6 +52,40 @@ def run_demo(rows: int = 2000, progress: Callable[[str], None] | None = None) ->
     return summary
 
 
+def train_engagement(progress: Callable[[str], None] | None = None) -> dict[str, str] | None:
+    """Train the engagement image model when its images are present and it has no champion.
+
+    Returns the summary row, or ``None`` when there are no images or the vision extra (torch) is
+    not installed: the image model is optional, the demo runs without it.
+    """
+    settings = get_settings()
+    say = progress or (lambda _m: None)
+    folder = settings.resolved_vision_data_dir()
+    if not folder.is_dir():
+        say(f"engagement images: none in {folder}; skipping the image model (see `retain vision data`)")
+        return None
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        say("engagement images found, but the vision extra is not installed: pip install 'retain[vision]'")
+        return None
+    from retain.vision import registry as vision_registry
+    from retain.vision.lifecycle import train_and_register
+
+    if vision_registry.champion_version(settings) is None:
+        say("engagement images: training the image model (embeddings are cached for later runs)")
+        train_and_register(settings, progress=say)
+    loaded = vision_registry.load("champion", settings)
+    m = loaded.metrics
+    shown = ", ".join(f"{k} {m[k]:.3f}" for k in ("roc_auc", "macro_f1") if k in m)
+    return {
+        "model": vision_registry.MODEL_NAME,
+        "version": str(loaded.version),
+        "data": "example images",
+        "metrics": shown + " (unseen recordings; see the shortcut audit)",
+    }
+
+
 _FIRST = (
     "Ana",
     "Bruno",

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from retain.demo import train_engagement
 from retain.settings import get_settings
 from retain.vision import registry
 from retain.vision.dataset import scan
@@ -49,11 +50,20 @@ def test_onnx_export_matches_torch(trained: tuple[Path, object]) -> None:
     assert np.allclose(served.predict_inputs(inputs), model.test_probability, atol=1e-4)  # type: ignore[attr-defined]
 
 
-def test_register_then_gate_a_second_version(image_folder: Path) -> None:
+def test_register_then_gate_a_second_version(image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = get_settings()
     first = train_and_register(settings, FAST, folder=image_folder)
     assert first["promoted"] and first["decision"]["reason"] == "no current champion"
     assert registry.champion_version(settings) == first["version"]
+    # The demo trains the image model only when it has no champion: here it just reports it.
+    monkeypatch.setenv("RETAIN_VISION_DATA_DIR", str(image_folder))
+    get_settings.cache_clear()
+    row = train_engagement()
+    assert row is not None and row["version"] == str(first["version"]) and "roc_auc" in row["metrics"]
+    monkeypatch.setenv("RETAIN_VISION_DATA_DIR", str(image_folder.parent / "no-images-here"))
+    get_settings.cache_clear()
+    assert train_engagement() is None
+    settings = get_settings()
     loaded = registry.load("champion", settings)
     assert loaded.version == first["version"] and loaded.model.classes == ("Engaged", "Not engaged")
     # The same data and seed again: the same held-out recordings, no gain, so the gate says no.
