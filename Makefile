@@ -62,6 +62,14 @@ system-tools: ## Debian packages some tests and benchmarks use when present (wrk
 screenshots: install ## Screenshots of every dashboard page (headless Chromium) into docs/screenshots
 	RETAIN_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/e2e/test_dashboard_browser.py
 
+bench-vision: install ## Engagement image model: onnxruntime against torch, images/s on the CPU
+	$(BIN)/python benchmarks/vision_inference.py --threads 2
+
+vision: install ## Train the engagement image model, run its shortcut audit, retrain so the card holds the audit
+	$(BIN)/retain vision train
+	$(BIN)/retain vision evaluate --audit
+	$(BIN)/retain vision train --card docs/model-cards/vision-engagement.md
+
 bench-api: install ## API load benchmark with wrk (Debian package wrk)
 	$(BIN)/python benchmarks/api_load.py
 
@@ -76,7 +84,7 @@ format: install ## Apply ruff formatting and fixes
 clean: ## Remove caches and local state (.retain)
 	rm -rf .retain .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo lint test test-fast train-all tune bench bench-api screenshots loadtest-env system-tools lock format clean
+.PHONY: help install demo lint test test-fast train-all tune bench bench-api bench-vision vision screenshots loadtest-env system-tools lock format clean
 
 DVC_VENV ?= .venv-dvc
 DVC_VERSION ?= 3.67.1

@@ -6,9 +6,10 @@ protocols, from easiest to hardest:
 
 * ``holdout``: the training pipeline's split, whole recordings held out;
 * ``recording``: leave one recording out, every recording in turn (pooled out-of-fold scores);
-* ``subclass``: leave one Engaged and one Not-engaged sub-class out together, every pair in turn
-  (the sub-classes were recorded from different people and rooms, so this is the closest the
-  data comes to "a new person in a new room").
+* ``subclass``: leave one Engaged and one Not-engaged sub-class out together, every pair in turn.
+  Each sub-class is its own set of recording sessions; in the public data some people and rooms
+  appear in one sub-class only and one person appears in several, so this is the closest the data
+  comes to "a new session, and sometimes a new person and room".
 
 It also fits the probe on the image's width and height alone: any accuracy above chance there
 is a label leak from how the recordings were made. Views that need a face are compared on the
@@ -226,8 +227,8 @@ def findings(result: AuditResult) -> list[str]:
     if full_rec is not None and full_sub is not None and full_rec - full_sub >= 0.1:
         out.append(
             f"Accuracy falls from {full_rec:.2f} (a recording held out, its person seen in other recordings) to "
-            f"{full_sub:.2f} (whole sub-classes, i.e. other people and rooms, held out): the model does not "
-            "carry over to people it has not seen."
+            f"{full_sub:.2f} (whole sub-classes held out: other sessions, some with other people and rooms): "
+            "what the model learns does not carry over to recordings unlike its training data."
         )
     face_sub = _get(result, "face", "subclass")
     if face_sub is not None:

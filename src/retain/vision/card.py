@@ -41,7 +41,8 @@ def audit_section(audit: dict[str, Any] | None) -> str:
         f"{audit['frames']} frames in {audit['recordings']} recordings; {audit['frames_with_face']} with a "
         "detected face (the views are compared on those; the last rows use every frame).",
         "Accuracy / ROC-AUC of a logistic-regression probe, out of sample: a held-out split of whole "
-        "recordings; leave one recording out; leave one sub-class of each class out (other people, rooms).",
+        "recordings; leave one recording out; leave one sub-class of each class out (other sessions, and for "
+        "some sub-classes other people and rooms).",
         "",
         _row(["view", "held-out recordings", "leave-one-recording-out", "leave-one-sub-class-pair-out"]),
         _row(["---"] * 4),

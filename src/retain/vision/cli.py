@@ -74,6 +74,7 @@ def train(
     no_promote: Annotated[
         bool, typer.Option("--no-promote", help="Register without asking the gate.")
     ] = False,
+    card: Annotated[Path | None, typer.Option(help="Also write the model card (markdown) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Train on whole recordings, check the ONNX export, register, promote through the gate."""
@@ -96,6 +97,10 @@ def train(
         )
     except (ImageFolderError, ExportMismatchError, ValueError) as exc:
         fail(str(exc))
+    text = str(result.pop("model_card"))
+    if card is not None:
+        card.parent.mkdir(parents=True, exist_ok=True)
+        card.write_text(text, encoding="utf-8")
     if as_json:
         print_json(result)
         return

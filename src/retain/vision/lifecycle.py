@@ -132,4 +132,7 @@ def train_and_register(
         "metrics": {k: v for k, v in metrics.items() if np.isfinite(v)},
         "confusion": trained.confusion,
         "subclass_error": trained.subclass_error,
+        "model_card": card.replace(
+            "# Model card: vision.engagement", f"# Model card: vision.engagement v{version}", 1
+        ),
     }
