@@ -16,7 +16,7 @@ RESPONSIBLE_USE = """\
   conversation, alongside the academic record, and never for grading, discipline or surveillance.
 - **It has not been shown to work on people it has not seen.** See the shortcut audit: on this
   data, high accuracy is reachable from the room, the clothes and the camera, and accuracy falls
-  when whole groups of people are held out. Validate it on your own consented data, across the
+  when whole sub-classes (other sessions, some with other people and rooms) are held out. Validate it on your own consented data, across the
   groups you serve, before any use.
 - Retain stores no uploaded image: the API decodes it in memory, scores it and returns the score.
 """
