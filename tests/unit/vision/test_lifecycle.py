@@ -18,6 +18,7 @@ from retain.vision.dataset import scan
 from retain.vision.lifecycle import held_out_inputs, onnx_parity, train_and_register
 from retain.vision.runtime import OnnxEngagementModel, export_onnx
 from retain.vision.train import TrainOptions, train
+from synthetic_frames import make_folder
 
 FAST = TrainOptions(augment_copies=1, epochs=200, patience=20, test_fraction=0.35, validation_fraction=0.35)
 
@@ -73,3 +74,25 @@ def test_register_then_gate_a_second_version(image_folder: Path, monkeypatch: py
         first["metrics"]["roc_auc"], abs=1e-6
     )
     assert registry.champion_version(settings) == first["version"]
+
+
+def test_fine_tuning_trains_only_the_last_blocks(tmp_path: Path) -> None:
+    from retain.vision.backbone import load_backbone
+
+    root = make_folder(tmp_path / "engagement", per_recording=4)
+    options = TrainOptions(
+        augment_copies=0, fine_tune_blocks=1, fine_tune_epochs=1, test_fraction=0.35, validation_fraction=0.35
+    )
+    model = train(scan(root), options)
+    pretrained = load_backbone()
+    body = model.network.body
+    assert model.extra["fine_tune_epochs_run"] == 1
+    assert not np.allclose(
+        body._blocks[-1]._project_conv.weight.detach(), pretrained._blocks[-1]._project_conv.weight.detach()
+    )
+    assert np.array_equal(
+        body._blocks[0]._depthwise_conv.weight.detach(), pretrained._blocks[0]._depthwise_conv.weight.detach()
+    )
+    assert 0.0 <= model.metrics["accuracy"] <= 1.0 and not any(
+        p.requires_grad for p in model.network.parameters()
+    )
