@@ -52,6 +52,8 @@ flows_app.add_typer(flows_run_app, name="run")
 app.add_typer(flows_app, name="flows")
 app.add_typer(report_app, name="report")
 app.add_typer(vision_app, name="vision")
+db_app = typer.Typer(help="The store's database: migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
 out = Console()
@@ -1144,6 +1146,33 @@ def demo(
     finally:
         board.terminate()
         board.wait(timeout=10)
+
+
+# ----------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target Alembic revision.")] = "head",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the store's migrations (RETAIN_DATABASE_URL) once, before the services start."""
+    from retain.settings import get_settings
+    from retain.store.db import current_revision, head_revision, make_engine, upgrade
+
+    with _friendly_errors():
+        engine = make_engine(get_settings().resolved_database_url())
+        try:
+            before = current_revision(engine)
+            upgrade(revision=revision, engine=engine)
+            after = current_revision(engine)
+        finally:
+            engine.dispose()
+    result = {"from": before, "to": after, "head": head_revision()}
+    if as_json:
+        _print_json(result)
+    else:
+        out.print(f"store migrated from {before or 'empty'} to {after} (head {result['head']})")
 
 
 # ----------------------------------------------------------------------------- stream
