@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from fastapi.responses import JSONResponse
+
 from retain.store.records import JobRecord
 from retain.store.repository import Store
 
@@ -74,3 +76,17 @@ class JobRunner:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def accepted(job: JobRecord) -> JSONResponse:
+    """202 with the queued job and where to follow it."""
+    return JSONResponse(
+        {"job": job.to_dict(), "status_url": f"/v1/jobs/{job.id}"},
+        status_code=202,
+        headers={"Location": f"/v1/jobs/{job.id}"},
+    )
+
+
+def already_running(what: str, job: JobRecord) -> JSONResponse:
+    """409: one job of this kind and target at a time."""
+    return JSONResponse({"detail": f"{what} is already {job.status}", "job": job.to_dict()}, status_code=409)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from retain.data.spec import DatasetSpec, SpecError
 from retain.monitoring.metrics import ServiceMetrics
-from retain.serving.jobs import JobRunner
+from retain.serving.jobs import JobRunner, accepted, already_running
 from retain.serving.models import ModelCache
 from retain.serving.security import Principal
 from retain.settings import Settings
@@ -150,10 +150,7 @@ def add_loop_routes(
             raise HTTPException(404, f"{name} has no champion to retrain; train it first")
         running = jobs.active("retrain", name)
         if running is not None:
-            return JSONResponse(
-                {"detail": f"a retrain of {name} is already {running.status}", "job": running.to_dict()},
-                status_code=409,
-            )
+            return already_running(f"a retrain of {name}", running)
         actor = who.scope.actor
 
         def work(job: JobRecord) -> dict[str, Any]:
@@ -169,11 +166,7 @@ def add_loop_routes(
 
         job = jobs.submit("retrain", name, work, params={"model": name}, actor=actor)
         store.audit("model.retrain.start", scope=who.scope, details={"model": name, "job": job.id})
-        return JSONResponse(
-            {"job": job.to_dict(), "status_url": f"/v1/jobs/{job.id}"},
-            status_code=202,
-            headers={"Location": f"/v1/jobs/{job.id}"},
-        )
+        return accepted(job)
 
     @app.get("/v1/jobs/{job_id}", tags=["models"], summary="A background job's state and result.")
     def job(

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from retain.serving.jobs import JobRunner
+from retain.serving.jobs import JobRunner, accepted, already_running
 from retain.serving.security import Principal
 from retain.settings import Settings
 from retain.store.records import JobRecord
@@ -119,10 +119,7 @@ def add_vision_routes(
     def retrain_engagement(who: Annotated[Principal, Depends(admin)]) -> JSONResponse:
         running = jobs.active(RETRAIN_KIND, "vision.engagement")
         if running is not None:
-            return JSONResponse(
-                {"detail": f"an engagement retrain is already {running.status}", "job": running.to_dict()},
-                status_code=409,
-            )
+            return already_running("an engagement retrain", running)
         folder = settings.resolved_vision_data_dir()
         if not folder.is_dir():
             raise HTTPException(
@@ -147,8 +144,4 @@ def add_vision_routes(
         store.audit(
             "model.retrain.start", scope=who.scope, details={"model": "vision.engagement", "job": job.id}
         )
-        return JSONResponse(
-            {"job": job.to_dict(), "status_url": f"/v1/jobs/{job.id}"},
-            status_code=202,
-            headers={"Location": f"/v1/jobs/{job.id}"},
-        )
+        return accepted(job)
