@@ -33,7 +33,7 @@ def _run(*args: str) -> tuple[int, str, str]:
 
 
 def test_train_register_predict_evaluate_promote_rollback(
-    synthetic_dropout: tuple[Path, Path], tmp_path: Path
+    synthetic_dropout: tuple[Path, Path], tmp_path: Path, fast_training: Path
 ) -> None:
     train_file, heldout_file = synthetic_dropout
     base = ["--dataset", "dropout", "--task", "dropout", "--stage", "enrolment"]
@@ -112,7 +112,7 @@ def test_bad_input_gets_a_clear_message_and_nonzero_exit(tmp_path: Path) -> None
     assert code == 2 and "does not match the spec" in err
 
 
-def test_failed_run_registers_nothing(tmp_path: Path) -> None:
+def test_failed_run_registers_nothing(tmp_path: Path, mlflow_ready: Path) -> None:
     spec = load_spec("dropout")
     data = tmp_path / "one_class.csv"
     synthesize_to_file(spec, 60, data, seed=4)

@@ -26,7 +26,7 @@ EXAMPLES = REPO_ROOT / "configs" / "examples"
 
 
 @pytest.fixture
-def northbridge_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def northbridge_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mlflow_ready: Path) -> Path:
     """Enable the example spec folder exactly as docs/datasets.md says (a JSON list in the env)."""
     monkeypatch.setenv("RETAIN_EXTRA_SPEC_DIRS", f'["{EXAMPLES}"]')
     monkeypatch.setenv("RETAIN_DATA_DIR", str(tmp_path / "data"))

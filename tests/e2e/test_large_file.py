@@ -19,7 +19,19 @@ runner = CliRunner()
 def test_hundred_megabyte_file_with_one_bad_row(tmp_path: Path) -> None:
     spec = load_spec("dropout")
     big = tmp_path / "big.csv"
-    synthesize_to_file(spec, 780_000, big, seed=21)
+    # 780,000 students: ten copies of 78,000 synthetic rows, each student with an id of their own
+    # (synthesizing all 780,000 takes several times as long; validation reads them all either way).
+    block = synthesize_to_file(spec, 78_000, tmp_path / "block.csv", seed=21)
+    columns, *rows = block.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert rows[0].startswith("dropout-synth-00000001;"), rows[0][:40]  # the id comes first
+    with big.open("w", encoding="utf-8") as handle:
+        handle.write(columns)
+        for k in range(10):
+            handle.writelines(
+                f"dropout-synth-{k * len(rows) + n:08d};{row.split(';', 1)[1]}"
+                for n, row in enumerate(rows, 1)
+            )
+    block.unlink()
     size = big.stat().st_size
     assert size >= 100_000_000, f"only {size / 1e6:.0f} MB"
 

@@ -33,7 +33,9 @@ def _restore_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
 
 
-def test_a_shifted_intake_is_detected_retrained_and_promoted_the_same_way_twice(tmp_path: Path) -> None:
+def test_a_shifted_intake_is_detected_retrained_and_promoted_the_same_way_twice(
+    tmp_path: Path, fast_bootstrap: None
+) -> None:
     first = _simulate(tmp_path / "a", "--scenario", "drift", "--seed", "11")
     streamed = first["streamed"]
     assert streamed == {"sent": 900, "scored": 900, "dead_letters": 0, "duplicates": 0}  # type: ignore[comparison-overlap]
@@ -56,7 +58,7 @@ def test_a_shifted_intake_is_detected_retrained_and_promoted_the_same_way_twice(
     assert second["drift"] == drift and second["live_metric"] == first["live_metric"]
 
 
-def test_a_stable_intake_leaves_the_champion_in_place(tmp_path: Path) -> None:
+def test_a_stable_intake_leaves_the_champion_in_place(tmp_path: Path, fast_bootstrap: None) -> None:
     result = _simulate(tmp_path, "--scenario", "stable", "--seed", "11")
     drift = result["drift"]
     assert isinstance(drift, dict) and not drift["dataset_drift"] and not drift["prediction_drift"]

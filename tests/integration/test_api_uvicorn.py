@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,10 +20,9 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from retain.data.spec import load_spec
-from retain.data.synth import synthesize, synthesize_to_file
+from retain.data.synth import synthesize
 from retain.settings import get_settings
 from retain.store.repository import Store
-from retain.training.train import TrainOptions, train
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +34,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str, Path]]:
+def server(
+    pg_url: str, tmp_path_factory: pytest.TempPathFactory, copy_trained_home: Callable[..., Path]
+) -> Iterator[tuple[str, str, str, Path]]:
     home = tmp_path_factory.mktemp("uvicorn-home")
+    # A dropout.dropout.semester_1 champion (the shared one, 800 synthetic rows): the API under test
+    # only needs one; training does not touch the store.
+    copy_trained_home(home, ("dropout", "dropout", "semester_1", 800), data_dir=True)
     env = {
         **os.environ,
         "RETAIN_HOME": str(home),
@@ -47,9 +51,6 @@ def server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     for key in ("RETAIN_HOME", "RETAIN_DATABASE_URL"):
         mp.setenv(key, env[key])
     get_settings.cache_clear()
-    data = home / "train.csv"
-    synthesize_to_file(load_spec("dropout"), 700, data, seed=41)
-    train("dropout", "dropout", "semester_1", TrainOptions(data_path=data, baselines=(), importance=False))
     store = Store.from_settings()
     _, advisor_key = store.create_key("advisor", programmes=["9254", "9500"])
     _, admin_key = store.create_key("admin")

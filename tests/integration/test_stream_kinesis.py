@@ -30,14 +30,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from retain.data.spec import load_spec
-from retain.data.synth import synthesize_to_file
-from retain.settings import get_settings
 from retain.store.db import make_engine
 from retain.store.repository import Store
 from retain.streaming.base import Message
 from retain.streaming.kinesis import KinesisSink, KinesisSource, KinesisTarget, make_client
 from retain.streaming.replay import events, load_records, replay
-from retain.training.train import TrainOptions, train
 
 pytestmark = pytest.mark.integration
 
@@ -333,19 +330,10 @@ def test_sink_writes_every_record_in_chunks(aws_env: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A RETAIN_HOME whose registry has a champion ``dropout.dropout.semester_1`` (800 synthetic rows)."""
     home = tmp_path_factory.mktemp("kinesis-home")
-    data = home / "train.csv"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RETAIN_HOME", str(home))
-        get_settings.cache_clear()
-        synthesize_to_file(load_spec("dropout"), 800, data, seed=31)
-        train(
-            "dropout", "dropout", "semester_1", TrainOptions(data_path=data, baselines=(), importance=False)
-        )
-    get_settings.cache_clear()
-    return home
+    return copy_trained_home(home, ("dropout", "dropout", "semester_1", 800), data_dir=True)
 
 
 def retain_command() -> list[str]:

@@ -28,7 +28,6 @@ import redis
 from sqlalchemy import func, select
 
 from retain.data.spec import load_spec
-from retain.data.synth import synthesize_to_file
 from retain.predictor import Predictor
 from retain.settings import get_settings
 from retain.store.models import Prediction
@@ -160,24 +159,10 @@ def streams(redis_url: str) -> Iterator[Streams]:
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home with ``dropout.dropout.semester_1`` registered (800 synthetic rows)."""
-    from retain.training.train import TrainOptions, train
-
+def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with ``dropout.dropout.semester_1`` registered (800 synthetic rows): this module's copy."""
     home = tmp_path_factory.mktemp("stream-redis-home")
-    data = home / "train.csv"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RETAIN_HOME", str(home))
-    get_settings.cache_clear()
-    try:
-        synthesize_to_file(load_spec("dropout"), 800, data, seed=31)
-        train(
-            "dropout", "dropout", "semester_1", TrainOptions(data_path=data, baselines=(), importance=False)
-        )
-    finally:
-        mp.undo()
-        get_settings.cache_clear()
-    return home
+    return copy_trained_home(home, ("dropout", "dropout", "semester_1", 800), data_dir=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,9 @@ from retain.store.repository import Scope, Store
 from retain.training.train import TrainOptions, train
 
 
-def test_the_demo_caseload_has_named_students_and_is_not_scored_twice(isolated_home: Path) -> None:
+def test_the_demo_caseload_has_named_students_and_is_not_scored_twice(
+    isolated_home: Path, fast_training: Path
+) -> None:
     spec = load_spec("dropout")
     synthesize_to_file(spec, 600, isolated_home / "train.csv", seed=3)
     train(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,13 +12,11 @@ import pytest
 from sqlalchemy import func, select
 
 from retain.data.spec import load_spec
-from retain.data.synth import synthesize_to_file
 from retain.settings import get_settings
 from retain.simulation import intake
 from retain.store.models import Prediction
 from retain.store.repository import Scope, Store
 from retain.training import registry
-from retain.training.train import TrainOptions, train
 
 SPEC = load_spec("dropout")
 TASK = SPEC.task("dropout")
@@ -26,7 +24,9 @@ NAME = "dropout.dropout.enrolment"
 
 
 @pytest.fixture(scope="module")
-def flow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def flow_home(
+    copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """A trained champion, and Prefect's state in a folder of its own for the module."""
     home = tmp_path_factory.mktemp("flows-home")
     mp = pytest.MonkeyPatch()
@@ -36,13 +36,7 @@ def flow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     from retain.flows import configure_prefect
 
     configure_prefect()
-    synthesize_to_file(SPEC, 1200, home / "train.csv", seed=3)
-    train(
-        "dropout",
-        "dropout",
-        "enrolment",
-        TrainOptions(data_path=home / "train.csv", baselines=(), importance=False),
-    )
+    copy_trained_home(home, ("dropout", "dropout", "enrolment", 1200), seed=3)
     yield home
     mp.undo()
     get_settings.cache_clear()
@@ -61,7 +55,13 @@ def test_prefect_settings_live_under_retain_home(home: Path) -> None:
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
 
 
-def test_the_loop_through_the_flows_batch_score_monitor_retrain(home: Path, tmp_path: Path) -> None:
+def test_the_loop_through_the_flows_batch_score_monitor_retrain(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_bootstrap: None
+) -> None:
+    # 50, the fewest paired-bootstrap rounds the setting allows: this test checks that the retrain
+    # gate ran a paired test and decided, not which way (test_retrain.py checks the verdicts).
+    monkeypatch.setenv("RETAIN_RETRAIN_BOOTSTRAP_ROUNDS", "50")
+    get_settings.cache_clear()
     from retain.flows.monitor import monitor_flow
     from retain.flows.retrain import retrain_flow
     from retain.flows.score import batch_score_flow

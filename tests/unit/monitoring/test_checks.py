@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from retain.cli import app
 from retain.data.spec import load_spec
-from retain.data.synth import synthesize, synthesize_to_file
+from retain.data.synth import synthesize
 from retain.monitoring.checks import check_drift, check_performance, parse_window, write_report
 from retain.monitoring.performance import truth
 from retain.predictor import Predictor
@@ -20,26 +21,16 @@ from retain.scoring import score_records
 from retain.settings import get_settings
 from retain.store.models import Outcome
 from retain.store.repository import Store
-from retain.training.train import TrainOptions, train
 
 SPEC = load_spec("dropout")
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("drift-home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RETAIN_HOME", str(home))
-    get_settings.cache_clear()
-    synthesize_to_file(SPEC, 800, home / "train.csv", seed=31)
-    train(
-        "dropout",
-        "dropout",
-        "semester_1",
-        TrainOptions(data_path=home / "train.csv", baselines=(), importance=False),
+def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``dropout.dropout.semester_1`` trained on 800 synthetic rows (seed 31): this module's copy."""
+    return copy_trained_home(
+        tmp_path_factory.mktemp("drift-home"), ("dropout", "dropout", "semester_1", 800), data_dir=True
     )
-    mp.undo()
-    return home
 
 
 @pytest.fixture

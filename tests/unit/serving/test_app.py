@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -10,11 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from retain.data.spec import load_spec
-from retain.data.synth import synthesize, synthesize_to_file
+from retain.data.synth import synthesize
 from retain.serving.app import create_app
 from retain.serving.security import Principal, StaticKeys
 from retain.settings import get_settings
-from retain.training.train import TrainOptions, train
 
 ADVISOR = {"X-API-Key": "advisor-secret"}
 ADMIN = {"X-API-Key": "admin-secret"}
@@ -27,19 +26,15 @@ KEYS = StaticKeys(
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """semester_1 then enrolment trained on 800 synthetic rows (seed 31): this module's copy."""
     home = tmp_path_factory.mktemp("api-home")
-    data = home / "train.csv"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RETAIN_HOME", str(home))
-    get_settings.cache_clear()
-    spec = load_spec("dropout")
-    synthesize_to_file(spec, 800, data, seed=31)
-    options = TrainOptions(data_path=data, baselines=(), importance=False)
-    train("dropout", "dropout", "semester_1", options)
-    train("dropout", "dropout", "enrolment", options)
-    mp.undo()
-    return home
+    return copy_trained_home(
+        home,
+        ("dropout", "dropout", "semester_1", 800),
+        ("dropout", "dropout", "enrolment", 800),
+        data_dir=True,
+    )
 
 
 @pytest.fixture

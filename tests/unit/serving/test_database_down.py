@@ -4,7 +4,7 @@ readiness reports the database."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +17,11 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
 from retain.data.spec import load_spec
-from retain.data.synth import synthesize, synthesize_to_file
+from retain.data.synth import synthesize
 from retain.serving.app import create_app
 from retain.serving.security import Principal, StaticKeys
 from retain.settings import get_settings
 from retain.store.repository import Scope, Store
-from retain.training.train import TrainOptions, train
 
 ADVISOR = {"X-API-Key": "advisor-secret"}
 KEYS = StaticKeys({"advisor-secret": Principal("k1", "advisor", programmes=("9254",))})
@@ -34,20 +33,15 @@ def _database_down(*args: Any, **kwargs: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``dropout.dropout.enrolment`` champion (the shared home the API tests use): this module's copy."""
     home = tmp_path_factory.mktemp("db-down-home")
-    data = home / "train.csv"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RETAIN_HOME", str(home))
-    get_settings.cache_clear()
-    try:
-        synthesize_to_file(load_spec("dropout"), 400, data, seed=7)
-        options = TrainOptions(data_path=data, baselines=(), importance=False)
-        train("dropout", "dropout", "enrolment", options)
-    finally:
-        mp.undo()
-        get_settings.cache_clear()
-    return home
+    return copy_trained_home(
+        home,
+        ("dropout", "dropout", "semester_1", 800),
+        ("dropout", "dropout", "enrolment", 800),
+        data_dir=True,
+    )
 
 
 @dataclass

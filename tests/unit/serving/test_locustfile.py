@@ -9,19 +9,16 @@ from __future__ import annotations
 import ast
 import importlib.util
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from fastapi.testclient import TestClient
 
-from retain.data.spec import load_spec
-from retain.data.synth import synthesize_to_file
 from retain.serving.app import create_app
 from retain.serving.security import Principal, StaticKeys
 from retain.settings import get_settings
-from retain.training.train import TrainOptions, train
 
 LOADTEST = Path(__file__).resolve().parents[3] / "loadtest"
 # An admin key, as the README recommends: an advisor sees only students on its roster programmes.
@@ -41,16 +38,11 @@ traffic = _traffic()
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("locust-home")
-    data = home / "train.csv"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RETAIN_HOME", str(home))
-    get_settings.cache_clear()
-    synthesize_to_file(load_spec("dropout"), 600, data, seed=31)
-    train("dropout", "dropout", "semester_1", TrainOptions(data_path=data, baselines=(), importance=False))
-    mp.undo()
-    return home
+def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``dropout.dropout.semester_1`` champion (the shared one, 800 synthetic rows): this module's copy."""
+    return copy_trained_home(
+        tmp_path_factory.mktemp("locust-home"), ("dropout", "dropout", "semester_1", 800), data_dir=True
+    )
 
 
 @pytest.fixture

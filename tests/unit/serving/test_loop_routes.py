@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,13 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from retain.data.spec import load_spec
-from retain.data.synth import synthesize_to_file
 from retain.serving.app import create_app
 from retain.serving.security import Principal, StaticKeys
 from retain.settings import get_settings
 from retain.simulation import intake
 from retain.store.repository import Scope
-from retain.training.train import TrainOptions, train
 
 ADVISOR = {"X-API-Key": "advisor-secret"}
 ADMIN = {"X-API-Key": "admin-secret"}
@@ -30,22 +28,16 @@ NAME = "dropout.dropout.enrolment"
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``dropout.dropout.enrolment`` trained on 1200 synthetic rows (seed 5) in ``data/``."""
     home = tmp_path_factory.mktemp("loop-api-home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RETAIN_HOME", str(home))
-    get_settings.cache_clear()
-    synthesize_to_file(SPEC, 1200, home / "data" / SPEC.source.file, seed=5)
-    mp.setenv("RETAIN_DATA_DIR", str(home / "data"))
-    get_settings.cache_clear()
-    train("dropout", "dropout", "enrolment", TrainOptions(baselines=(), importance=False))
-    mp.undo()
-    get_settings.cache_clear()
-    return home
+    return copy_trained_home(home, ("dropout", "dropout", "enrolment", 1200), seed=5, data_dir=True)
 
 
 @pytest.fixture
-def client(trained_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def client(
+    trained_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_bootstrap: None
+) -> Iterator[TestClient]:
     home = tmp_path / "home"
     shutil.copytree(trained_home, home)
     monkeypatch.setenv("RETAIN_HOME", str(home))

@@ -18,6 +18,7 @@ design only when the database is down or no champion exists, and neither is true
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,10 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.core.failures import FailureGroup  # noqa: E402
 
 from retain.data.spec import load_spec  # noqa: E402
-from retain.data.synth import synthesize, synthesize_to_file  # noqa: E402
+from retain.data.synth import synthesize  # noqa: E402
 from retain.serving.app import create_app  # noqa: E402
 from retain.serving.security import Principal, StaticKeys  # noqa: E402
 from retain.settings import get_settings  # noqa: E402
-from retain.training.train import TrainOptions, train  # noqa: E402
 
 ADMIN = {"X-API-Key": "admin-secret"}
 KEYS = StaticKeys({"admin-secret": Principal("k-admin", "admin")})
@@ -45,7 +45,7 @@ MAX_EXAMPLES = 20
 # Values real clients send by mistake (spreadsheet exports, JavaScript, typos).
 AWKWARD: tuple[Any, ...] = ("inf", "-Infinity", "NaN", "", " ", "1e999", None, -1, 1e308, True, "0.5", "١")
 TRAINED = (
-    ("dropout", "dropout", "semester_1", 600),
+    ("dropout", "dropout", "semester_1", 800),  # the shared semester_1 champion's data (seed 31)
     ("exam_scores", "math", "with_other_scores", 400),
 )
 
@@ -63,19 +63,9 @@ def _students(dataset: str, n: int, seed: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("schemathesis-home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RETAIN_HOME", str(home))
-    get_settings.cache_clear()
-    for dataset, task, stage, rows in TRAINED:
-        spec = load_spec(dataset)
-        # Synthetic data under the spec's file name in RETAIN_DATA_DIR, so promotion finds it too.
-        data = home / "data" / spec.source.file
-        synthesize_to_file(spec, rows, data, seed=31)
-        train(dataset, task, stage, TrainOptions(data_path=data, baselines=(), importance=False))
-    mp.undo()
-    return home
+def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Synthetic data under the spec's file name in RETAIN_DATA_DIR, so promotion finds it too.
+    return copy_trained_home(tmp_path_factory.mktemp("schemathesis-home"), *TRAINED, seed=31, data_dir=True)
 
 
 def _real_values(schema: schemathesis.BaseSchema, prediction_ids: list[str]) -> None:

@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from retain.data.spec import load_spec
-from retain.data.synth import synthesize_to_file
 from retain.predictor import Predictor
 from retain.settings import get_settings
 from retain.store.repository import Store
 
 
 @pytest.fixture(scope="session")
-def stream_predictors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Predictor]:
+def stream_predictors(
+    copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Predictor]:
     """``dropout.dropout.semester_1`` and ``dropout.dropout.enrolment``, trained on 800 synthetic rows."""
-    from retain.training.train import TrainOptions, train
-
     home = tmp_path_factory.mktemp("stream-models")
-    data = home / "train.csv"
+    copy_trained_home(
+        home,
+        ("dropout", "dropout", "semester_1", 800),
+        ("dropout", "dropout", "enrolment", 800),
+        data_dir=True,
+    )
     mp = pytest.MonkeyPatch()
     mp.setenv("RETAIN_HOME", str(home))
     mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     get_settings.cache_clear()
     try:
-        synthesize_to_file(load_spec("dropout"), 800, data, seed=31)
-        options = TrainOptions(data_path=data, baselines=(), importance=False)
         predictors = {}
         for stage in ("semester_1", "enrolment"):
-            train("dropout", "dropout", stage, options)
             predictors[stage] = Predictor.from_registry("dropout", "dropout", stage)
     finally:
         mp.undo()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from retain.data.spec import load_spec
-from retain.data.synth import synthesize, synthesize_to_file
+from retain.data.synth import synthesize
 from retain.settings import get_settings
 from retain.store.db import make_engine
 from retain.store.repository import Store
@@ -34,7 +34,6 @@ from retain.streaming.lambda_handler import (
 )
 from retain.streaming.memory import MEMORY_STREAMS
 from retain.streaming.processor import BatchResult, StreamProcessor
-from retain.training.train import TrainOptions, train
 
 SHARD = "shardId-000000000003"
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/events"
@@ -236,16 +235,11 @@ def test_runtime_is_built_once_per_container(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("lambda-home")
-    data = home / "train.csv"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RETAIN_HOME", str(home))
-    get_settings.cache_clear()
-    synthesize_to_file(load_spec("dropout"), 800, data, seed=31)
-    train("dropout", "dropout", "semester_1", TrainOptions(data_path=data, baselines=(), importance=False))
-    mp.undo()
-    return home
+def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``dropout.dropout.semester_1`` trained on 800 synthetic rows (seed 31): this module's copy."""
+    return copy_trained_home(
+        tmp_path_factory.mktemp("lambda-home"), ("dropout", "dropout", "semester_1", 800), data_dir=True
+    )
 
 
 @pytest.fixture

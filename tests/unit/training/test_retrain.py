@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from retain.data.spec import load_spec
-from retain.data.synth import synthesize_to_file
 from retain.predictor import Predictor
 from retain.scoring import score_records
 from retain.settings import get_settings
@@ -28,7 +27,7 @@ from retain.training.retrain import (
     retrain,
     split_fresh,
 )
-from retain.training.train import TrainOptions, prepare, train
+from retain.training.train import TrainOptions, prepare
 
 SPEC = load_spec("dropout")
 TASK = SPEC.task("dropout")
@@ -37,26 +36,20 @@ T0 = datetime(2026, 9, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``dropout.dropout.enrolment`` trained on 1500 synthetic rows (seed 1) in ``train.csv``."""
     home = tmp_path_factory.mktemp("retrain-home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RETAIN_HOME", str(home))
-    get_settings.cache_clear()
-    synthesize_to_file(SPEC, 1500, home / "train.csv", seed=1)
-    train(
-        "dropout",
-        "dropout",
-        "enrolment",
-        TrainOptions(data_path=home / "train.csv", baselines=(), importance=False),
-    )
-    mp.undo()
-    get_settings.cache_clear()
-    return home
+    return copy_trained_home(home, ("dropout", "dropout", "enrolment", 1500), seed=1)
 
 
 @pytest.fixture
-def home(trained_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The trained registry, copied so each test promotes and stores on its own."""
+def home(
+    trained_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_bootstrap: None
+) -> Iterator[Path]:
+    """The trained registry, copied so each test promotes and stores on its own.
+
+    ``fast_bootstrap``: challengers' held-out CIs are never read here (the gate's rounds are explicit).
+    """
     import shutil
 
     copy = tmp_path / "home"
