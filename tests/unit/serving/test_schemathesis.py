@@ -65,7 +65,31 @@ def _students(dataset: str, n: int, seed: int) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Synthetic data under the spec's file name in RETAIN_DATA_DIR, so promotion finds it too.
-    return copy_trained_home(tmp_path_factory.mktemp("schemathesis-home"), *TRAINED, seed=31, data_dir=True)
+    home = copy_trained_home(tmp_path_factory.mktemp("schemathesis-home"), *TRAINED, seed=31, data_dir=True)
+    _register_engagement_model(home)
+    return home
+
+
+def _register_engagement_model(home: Path) -> None:
+    """An engagement model (its head untrained: the fuzzing checks answers, not accuracy), so the
+    image endpoint is exercised past the model lookup; without one it answers 503 by design."""
+    from retain.training import registry as tabular_registry
+    from retain.vision import registry
+    from retain.vision.backbone import engagement_network
+    from retain.vision.runtime import export_onnx
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RETAIN_HOME", str(home))
+    get_settings.cache_clear()
+    try:
+        onnx_bytes = export_onnx(engagement_network())
+        version, _ = registry.log_and_register(
+            onnx_bytes, ("Engaged", "Not engaged"), {}, {}, {}, get_settings()
+        )
+        tabular_registry.set_champion(registry.MODEL_NAME, version)
+    finally:
+        mp.undo()
+        get_settings.cache_clear()
 
 
 def _real_values(schema: schemathesis.BaseSchema, prediction_ids: list[str]) -> None:
