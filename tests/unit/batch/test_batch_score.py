@@ -8,26 +8,15 @@ import pandas as pd
 import pytest
 
 from retain.batch.score import score, write_table
-from retain.data.spec import load_spec
 from retain.data.synth import synthesize
-from retain.data.validate import DataValidationError, validate_frame
-from retain.features.build import feature_set
+from retain.data.validate import DataValidationError
 from retain.predictor import Predictor
-from retain.training.fit import build_risk_model, encode_target, folds, out_of_fold
-
-SMALL = {"n_estimators": 15, "num_leaves": 7, "min_child_samples": 5}
 
 
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    spec = load_spec("exam_scores")
-    typed, _ = validate_frame(synthesize(spec, 300, seed=4), spec)
-    task = spec.task("math")
-    y = encode_target(typed, task)
-    fs = feature_set(spec, task, "with_other_scores")
-    oof = out_of_fold(spec, task, fs, "lightgbm", SMALL, typed, y, folds(y, task, 3, 0))
-    model = build_risk_model(spec, task, "with_other_scores", fs, "lightgbm", SMALL, typed, y, oof)
-    return Predictor(spec=spec, model=model)
+@pytest.fixture
+def predictor(batch_predictor: Predictor) -> Predictor:
+    """The batch tests' shared small model (tests/unit/batch/conftest.py)."""
+    return batch_predictor
 
 
 def _input(predictor: Predictor, path: Path, n: int = 25) -> pd.DataFrame:
