@@ -30,10 +30,13 @@ Typical use in a front end::
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,9 +51,12 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from retain.data.spec import Column, ColumnType, DatasetSpec, ImputePolicy
 from retain.evaluation.calibration import _EPS, _logit
 from retain.features.transformers import CodeCleaner, DerivedFeatures
+from retain.native_trees import CompiledForest, UnsupportedForestError, compile_lightgbm
 from retain.training.artifact import RiskModel, Scores
 
 __all__ = ["FastScorer", "UnsupportedModelError", "compile_model"]
+
+logger = logging.getLogger(__name__)
 
 # the same tokens as ``retain.data.validate`` (kept private there)
 _MISSING_TOKENS = frozenset({"", "na", "nan", "null", "none", "?"})
@@ -288,6 +294,34 @@ class _Estimator:
 
     predict: Callable[[np.ndarray], np.ndarray]
     description: str
+    lightgbm: _LightGBM | None = None
+
+
+class _LightGBM:
+    """LightGBM's predictor, or the same forest compiled to native code once ``native`` is set."""
+
+    def __init__(self, booster: Any, binary: bool, threads: int) -> None:
+        self.booster = booster
+        self.binary = binary
+        self.threads = threads
+        self.native: CompiledForest | None = None
+        self.native_threads = 1
+
+    def __call__(self, matrix: np.ndarray) -> np.ndarray:
+        native = self.native
+        if native is not None:
+            result = native.predict(matrix, threads=self.native_threads)
+        else:  # one thread for a handful of rows: OpenMP start-up costs more than it saves
+            result = np.asarray(
+                self.booster.predict(matrix, num_threads=1 if len(matrix) < 64 else self.threads)
+            )
+        if self.binary:  # LGBMClassifier.predict_proba's expansion
+            return np.vstack((1.0 - result, result)).transpose()
+        return result
+
+    def model_text(self) -> str:
+        """The trees ``Booster.predict`` uses (its best iteration when one is set)."""
+        return str(self.booster.model_to_string(num_iteration=None))
 
 
 def _steps(pipe: object, where: str) -> dict[str, object]:
@@ -384,21 +418,16 @@ def _compile_estimator(model: RiskModel, estimator: object, n_features: int) -> 
             raise UnsupportedModelError("estimator classes do not match the task's labels")
     module = type(estimator).__module__
     if module.startswith("lightgbm"):
-        booster = estimator.booster_  # type: ignore[attr-defined]
         if callable(getattr(estimator, "objective_", None)):
             raise UnsupportedModelError("LightGBM with a custom objective")
-        binary = classification and len(model.labels) == 2
         n_jobs = getattr(estimator, "n_jobs", None)
         threads = int(n_jobs) if isinstance(n_jobs, int) and n_jobs > 0 else 0  # 0: OpenMP default
-
-        def lightgbm_predict(matrix: np.ndarray) -> np.ndarray:
-            # one thread for a handful of rows: OpenMP start-up costs more than it saves
-            result = np.asarray(booster.predict(matrix, num_threads=1 if len(matrix) < 64 else threads))
-            if binary:  # LGBMClassifier.predict_proba's expansion
-                return np.vstack((1.0 - result, result)).transpose()
-            return result
-
-        return _Estimator(lightgbm_predict, "lightgbm booster")
+        lightgbm = _LightGBM(
+            estimator.booster_,  # type: ignore[attr-defined]
+            binary=classification and len(model.labels) == 2,
+            threads=threads,
+        )
+        return _Estimator(lightgbm, "lightgbm booster", lightgbm)
     if module.startswith("xgboost"):
         booster_x = estimator.get_booster()  # type: ignore[attr-defined]
         if getattr(estimator, "booster", None) == "gblinear":
@@ -555,12 +584,82 @@ class FastScorer:
         self.estimator = estimator.description
         self._calibrate = calibrate
         self._labels = np.asarray(model.labels, dtype=object)
+        self._native_lock = threading.Lock()
+        self._native_compiling = False
         # Codes by (type, value) per column: coded values repeat, and each maps to one answer.
         self._code_memo: dict[str, dict[tuple[type, object], str | None]] = {name: {} for name in rules}
 
     @property
     def n_features_out(self) -> int:
         return len(self.feature_names_out)
+
+    # ---- native trees -----------------------------------------------------------------------
+
+    @property
+    def has_lightgbm(self) -> bool:
+        """Whether the estimator is a LightGBM forest (``compile_native`` may apply)."""
+        return self._estimator.lightgbm is not None
+
+    @property
+    def native(self) -> bool:
+        """Whether the estimator runs as compiled native code (``compile_native``)."""
+        lightgbm = self._estimator.lightgbm
+        return lightgbm is not None and lightgbm.native is not None
+
+    def compile_native(
+        self, cache_dir: Path | None = None, threads: int = 1, *, background: bool = False
+    ) -> bool:
+        """Run a LightGBM estimator as native code from now on (``retain.native_trees``).
+
+        The predictions stay bit-for-bit the same; single records score several times faster
+        and batches two to four times. Returns ``False`` (and keeps LightGBM's predictor) for
+        other estimators and for forests the compiler does not replicate.
+
+        Parameters
+        ----------
+        cache_dir : Path, optional
+            Machine code kept between processes (see ``native_trees.compile_lightgbm``).
+        threads : int, default 1
+            Threads for large batches (the native code releases the GIL).
+        background : bool, default False
+            Compile in a daemon thread and return ``True`` at once; scoring goes on with
+            LightGBM's predictor until the swap (one attribute assignment, safe while other
+            threads score). A second call while one compiles starts nothing.
+        """
+        lightgbm = self._estimator.lightgbm
+        if lightgbm is None:
+            return False
+        with self._native_lock:
+            if lightgbm.native is not None:
+                lightgbm.native_threads = max(1, threads)
+                return True
+            if self._native_compiling:
+                return True
+            self._native_compiling = True
+        if not background:
+            return self._compile_native(lightgbm, cache_dir, threads)
+        threading.Thread(
+            target=self._compile_native,
+            args=(lightgbm, cache_dir, threads),
+            name="retain-native-trees",
+            daemon=True,
+        ).start()
+        return True
+
+    def _compile_native(self, lightgbm: _LightGBM, cache_dir: Path | None, threads: int) -> bool:
+        try:
+            forest = compile_lightgbm(lightgbm.model_text(), cache_dir)
+            if forest.n_features != self.n_features_out:
+                raise UnsupportedForestError("the forest's inputs differ from the transformed matrix")
+        except Exception as exc:  # never fatal: LightGBM's predictor goes on serving
+            logger.warning("LightGBM trees not compiled to native code: %s", exc)
+            return False
+        finally:
+            with self._native_lock:
+                self._native_compiling = False
+        lightgbm.native_threads = max(1, threads)
+        lightgbm.native = forest
+        return True
 
     # ---- validation -------------------------------------------------------------------------
 

@@ -84,6 +84,23 @@ class Predictor:
         except UnsupportedModelError:
             return None
 
+    def compile_native(
+        self, settings: Settings, background: bool = False, threads: int | None = None
+    ) -> bool:
+        """Run the model's trees as native code (``FastScorer.compile_native``): same predictions,
+        several times faster; seconds for a large forest the first time, a fraction of a second
+        from ``settings.native_cache_dir`` after that. ``False`` when ``settings.native_trees``
+        is off or the model has no LightGBM forest the compiler supports. ``threads`` for a large
+        batch default to ``settings.resolved_predict_threads()``."""
+        scorer = self.fast_scorer
+        if scorer is None or not settings.native_trees:
+            return False
+        return scorer.compile_native(
+            settings.native_cache_dir,
+            threads or settings.resolved_predict_threads(),
+            background=background,
+        )
+
     @property
     def features(self) -> list[str]:
         return list(self.model.features)

@@ -107,6 +107,16 @@ class Settings(BaseSettings):
     model_refresh_seconds: float = Field(
         default=30.0, description="How often served models check for a new champion."
     )
+    native_trees: bool = Field(
+        default=True,
+        description="Long-running front ends (API, stream worker, batch scoring) run LightGBM forests as "
+        "native code compiled in-process (same predictions, several times faster).",
+    )
+    predict_threads: int = Field(
+        default=0,
+        ge=0,
+        description="Threads one large batch of native-tree predictions may use (0: the CPU count).",
+    )
     stream_batch_size: int = Field(default=500, ge=1, description="Most events in one stream micro-batch.")
     stream_max_wait_ms: int = Field(
         default=50, ge=1, description="Longest a stream micro-batch waits to fill once it has an event."
@@ -213,6 +223,14 @@ class Settings(BaseSettings):
         else:
             seed = b"retain-roster-development:" + self.id_key.get_secret_value().encode("utf-8")
         return base64.urlsafe_b64encode(hashlib.sha256(seed).digest())
+
+    @property
+    def native_cache_dir(self) -> Path:
+        """Machine code of compiled forests, reused across processes and restarts."""
+        return self.home / "cache" / "native-trees"
+
+    def resolved_predict_threads(self) -> int:
+        return self.predict_threads or os.cpu_count() or 1
 
     @property
     def mlflow_dir(self) -> Path:

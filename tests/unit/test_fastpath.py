@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -422,3 +423,34 @@ def test_unsupported_pipeline_raises() -> None:
     )
     with pytest.raises(UnsupportedModelError):
         compile_model(trained.spec, odd)
+
+
+LIGHTGBM_CASES = [name for name, case in CASES.items() if case.kind == "lightgbm"]
+
+
+@pytest.mark.parametrize("name", LIGHTGBM_CASES)
+def test_native_trees_give_the_same_scores(name: str, tmp_path: Path) -> None:
+    trained = _trained(name)
+    scorer = compile_model(trained.spec, trained.model)  # its own copy: the shared one stays LightGBM
+    records = _students(trained, n=700, seed=31)
+    before = scorer.score_records(records)
+    assert before is not None and scorer.has_lightgbm and not scorer.native
+    assert scorer.compile_native(tmp_path, threads=2)
+    assert scorer.native
+    after = scorer.score_records(records)
+    assert after is not None
+    assert np.array_equal(after.risk, before.risk)
+    assert np.array_equal(
+        after.proba if after.proba is not None else after.predicted,
+        before.proba if before.proba is not None else before.predicted,
+    )
+    _assert_same(after, _reference(trained, records))
+    one = scorer.score_records(records[:1])
+    assert one is not None and np.array_equal(one.risk, before.risk[:1])
+
+
+def test_native_trees_do_not_apply_to_other_estimators() -> None:
+    trained = _trained("exam-math-linear")
+    scorer = compile_model(trained.spec, trained.model)
+    assert not scorer.has_lightgbm
+    assert not scorer.compile_native()

@@ -45,6 +45,7 @@ from retain.batch.output import (
 )
 from retain.batch.partitions import Piece, count_rows, list_pieces
 from retain.predictor import Predictor
+from retain.settings import get_settings
 
 
 @contextmanager
@@ -71,6 +72,8 @@ def _score_part(
     piece: Piece, first_row: int, *, predictor: Predictor, folder: str, chunk_rows: int
 ) -> PieceResult:
     """Run on a worker: score one piece into its part file in ``folder``."""
+    # once per worker (later calls start nothing); one thread: Dask runs the pieces in parallel
+    predictor.compile_native(get_settings(), background=True, threads=1)
     sink = ParquetSink(Path(folder) / part_name(piece.index), output_schema(predictor))
     try:
         return score_piece(predictor, piece, first_row, chunk_rows, sink)

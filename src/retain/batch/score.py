@@ -104,6 +104,8 @@ def score_files(
     s = settings or get_settings()
     rows = chunk_rows or s.batch_chunk_rows
     chosen = Backend(backend)
+    if chosen is Backend.local:  # LightGBM scores the first chunks until the native code is ready
+        predictor.compile_native(s, background=True)
     if chosen is Backend.dask:
         if store is not None or keep is not None:
             raise ValueError("the dask backend only writes files; use the local backend to store predictions")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from retain.data.spec import DatasetSpec
 from retain.predictor import Predictor
-from retain.settings import Settings
+from retain.settings import Settings, get_settings
 from retain.training import registry
 
 logger = logging.getLogger(__name__)
@@ -109,6 +109,8 @@ class ModelCache:
         with self._lock:
             self._entries[name] = _Entry(predictor, now)
         _freeze_heap()
+        # LightGBM answers until the native code is ready (same predictions); never on a request
+        predictor.compile_native(self.settings or get_settings(), background=True)
         return predictor
 
     def invalidate(self, name: str | None = None) -> None:

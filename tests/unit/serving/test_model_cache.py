@@ -21,6 +21,7 @@ class _FakeRegistry:
         self.checks = 0
         self.loads = 0
         self.slow = threading.Event()
+        self.native: list[bool] = []  # compile_native calls: whether in the background
 
     def champion_version(self, name: str) -> int | None:
         self.checks += 1
@@ -30,7 +31,21 @@ class _FakeRegistry:
 
     def load(self, dataset: str, task: str, stage: str, settings: Any = None) -> Any:
         self.loads += 1
-        return type("P", (), {"version": self.version, "model_name": f"{dataset}.{task}.{stage}"})()
+        native = self.native
+
+        def compile_native(self: Any, settings: Any, background: bool = False, threads: Any = None) -> bool:
+            native.append(background)
+            return True
+
+        return type(
+            "P",
+            (),
+            {
+                "version": self.version,
+                "model_name": f"{dataset}.{task}.{stage}",
+                "compile_native": compile_native,
+            },
+        )()
 
 
 @pytest.fixture
@@ -54,6 +69,7 @@ def test_a_stale_model_is_served_at_once_and_refreshed_behind(fake: _FakeRegistr
     cache = ModelCache(refresh_seconds=30, clock=lambda: now[0])
     assert cache.get(SPEC, "dropout", "semester_1").version == 1
     assert (fake.checks, fake.loads) == (1, 1)
+    assert fake.native == [True]  # native trees compile behind the request, never on it
     assert cache.get(SPEC, "dropout", "semester_1").version == 1 and fake.checks == 1  # fresh: no check
 
     fake.version = 2  # promoted elsewhere
