@@ -18,10 +18,14 @@ The native call releases the GIL, so large batches are split across threads.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import itertools
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,10 +44,13 @@ _MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
 
 _BLOCK_ROWS = 256
 # bump when the generated code changes, so cached machine code is not reused
-_CODEGEN_VERSION = 2
+_CODEGEN_VERSION = 3
 
-_llvm_lock = threading.Lock()
+_COMPILE_TIMEOUT_S = 600
+
+_llvm_lock = threading.RLock()
 _llvm_ready = False
+_closing = False
 
 
 class UnsupportedForestError(ValueError):
@@ -399,15 +406,42 @@ def _target_machine() -> object:
 
     _initialise_llvm()
     target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), opt=2, codemodel="jitdefault")
+    return target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(),
+        features=llvm.get_host_cpu_features().flatten(),  # what this CPU (or VM) really offers
+        opt=2,
+        codemodel="jitdefault",
+    )
 
 
 def _object_code(forest: Forest) -> bytes:
+    """Machine code of the forest (runs in the compiling child process)."""
     import llvmlite.binding as llvm
 
     module = llvm.parse_assembly(_emit(forest))
     module.verify()
     return bytes(_target_machine().emit_object(module))  # type: ignore[attr-defined]
+
+
+def _compile_in_child(model_text: str) -> bytes:
+    """Compile in a child process: LLVM's memory (hundreds of MB for a large forest) and CPU
+    stay out of the caller, a crash there cannot take a server down, and a caller that exits
+    meanwhile leaves nothing half-done in its own LLVM state."""
+    with tempfile.TemporaryDirectory(prefix="retain-forest-") as tmp:
+        source, target = Path(tmp) / "model.txt", Path(tmp) / "forest.o"
+        source.write_text(model_text, encoding="utf-8")
+        done = subprocess.run(
+            [sys.executable, "-m", "retain.native_trees", str(source), str(target)],
+            capture_output=True,
+            text=True,
+            timeout=_COMPILE_TIMEOUT_S,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            check=False,
+        )
+        if done.returncode != 0 or not target.is_file():
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UnsupportedForestError(f"the compiler process failed ({done.returncode}): {last}")
+        return target.read_bytes()
 
 
 def cache_key(model_text: str) -> str:
@@ -417,10 +451,9 @@ def cache_key(model_text: str) -> str:
 
     _initialise_llvm()
     h = hashlib.sha256(model_text.encode("utf-8"))
-    h.update(
-        f"|{llvm.get_process_triple()}|{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}".encode()
-    )
-    h.update(f"|llvmlite {llvmlite.__version__}|{_CODEGEN_VERSION}".encode())
+    h.update(f"|{llvm.get_process_triple()}|{llvm.get_host_cpu_name()}".encode())
+    h.update(f"|{llvm.get_host_cpu_features().flatten()}|llvmlite {llvmlite.__version__}".encode())
+    h.update(f"|codegen {_CODEGEN_VERSION}".encode())
     return h.hexdigest()
 
 
@@ -445,36 +478,75 @@ def _write_cached(path: Path, code: bytes) -> None:
         pass  # a read-only or full disk only costs the next process a compilation
 
 
+def _load(code: bytes) -> tuple[object, _Native]:
+    """Link machine code into this process; its own LLVM context, under the module lock."""
+    import llvmlite.binding as llvm
+
+    with _llvm_lock:
+        if _closing:
+            raise UnsupportedForestError("the process is exiting")
+        target = _target_machine()
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly("", context=llvm.create_context()), target)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(code))
+        engine.finalize_object()
+        address = engine.get_function_address("predict")
+    if not address:
+        raise UnsupportedForestError("the compiled code has no predict function")
+    return engine, ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)(address)
+
+
+@atexit.register
+def _close() -> None:
+    """Let a load in progress finish and start none after: LLVM's global state is torn down at exit."""
+    global _closing
+    if _llvm_lock.acquire(timeout=10):
+        _closing = True
+        _llvm_lock.release()
+
+
 def compile_lightgbm(model_text: str, cache_dir: Path | None = None) -> CompiledForest:
     """Compile a LightGBM model text (``Booster.model_to_string()``) to native code.
+
+    The compilation runs in a child process (seconds for hundreds of trees); the machine code is
+    then linked into this one.
 
     Parameters
     ----------
     model_text : str
     cache_dir : Path, optional
         Where machine code is kept by ``cache_key``: a second process loading the same model on
-        the same kind of CPU skips the compilation (seconds for hundreds of trees).
+        the same kind of CPU skips the compilation.
 
     Raises
     ------
     UnsupportedForestError
-        When the model holds something the compiler does not replicate.
+        When the model holds something the compiler does not replicate, or compiling failed.
     """
-    import llvmlite.binding as llvm
-
     forest = parse_lightgbm(model_text)
     key = cache_key(model_text)
     cached = cache_dir / f"{key}.o" if cache_dir is not None else None
     code = _read_cached(cached) if cached is not None else None
     if code is None:
-        code = _object_code(forest)
+        code = _compile_in_child(model_text)
         if cached is not None:
             _write_cached(cached, code)
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine())
-    engine.add_object_file(llvm.ObjectFileRef.from_data(code))
-    engine.finalize_object()
-    address = engine.get_function_address("predict")
-    if not address:
-        raise UnsupportedForestError("the compiled code has no predict function")
-    function = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)(address)
+    engine, function = _load(code)
     return CompiledForest(forest, engine, function, key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m retain.native_trees MODEL.txt OUT.o``: the compiling child process."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m retain.native_trees MODEL.txt OUT.o", file=sys.stderr)
+        return 2
+    source, target = Path(args[0]), Path(args[1])
+    code = _object_code(parse_lightgbm(source.read_text(encoding="utf-8")))
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(code)
+    partial.replace(target)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
