@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from mlflow.exceptions import MlflowException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
@@ -176,12 +176,24 @@ def create_app(
 
     def add_dataset_routes(spec: DatasetSpec) -> None:
         predict_model = schemas.predict_request_model(spec, s.api_max_batch)
+        parse_predict = schemas.predict_request_parser(spec, s.api_max_batch)
         whatif_model = schemas.whatif_request_model(spec)
+        documented.append(predict_model)
 
-        async def predict(body: Any, who: Annotated[Principal, Depends(advisor)]) -> schemas.PredictResponse:
-            records = [st.model_dump(exclude_unset=True) for st in body.students]
+        async def predict(request: Request, who: Annotated[Principal, Depends(advisor)]) -> Response:
+            # The body is validated straight from its bytes into plain dicts by the same rules as
+            # the documented model (``schemas.predict_request_parser``), and the answer is
+            # serialised once with orjson: no model objects built, dumped and re-validated.
             try:
-                task, stage = resolve_target(spec, body.task, body.stage, records)
+                body = parse_predict.validate_json(await request.body())
+            except ValidationError as exc:
+                raise RequestValidationError(
+                    [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+                ) from None
+            records = body["students"]
+            event_id = body.get("event_id")
+            try:
+                task, stage = resolve_target(spec, body.get("task"), body.get("stage"), records)
                 missing_fields(spec, task, stage, records)
                 predictor = _predictor(spec, task, stage)
                 scored = score_records(predictor, records)
@@ -190,23 +202,22 @@ def create_app(
             outputs = scored.outputs
             n = len(outputs)
             event_ids = [
-                None if body.event_id is None else (body.event_id if n == 1 else f"{body.event_id}/{i}")
-                for i in range(n)
+                None if event_id is None else (event_id if n == 1 else f"{event_id}/{i}") for i in range(n)
             ]
             stored = await asyncio.wrap_future(state.writer.submit(scored.store_records(event_ids)))
             for out, saved in zip(outputs, stored, strict=True):
                 out["prediction_id"] = saved.id
                 if not saved.created:  # a repeated event id: answer with what was stored then
                     out.update(risk_score=saved.risk_score, risk_band=saved.risk_band, duplicate=True)
-            if body.explain:
-                for out, found in zip(outputs, scored.explain(body.top_k), strict=True):
+            if body.get("explain", False):
+                for out, found in zip(outputs, scored.explain(body.get("top_k", 3)), strict=True):
                     out["reasons"] = [r.to_dict() for r in found]
             for band in ("low", "medium", "high"):
                 count = sum(1 for o in outputs if o["risk_band"] == band)
                 if count:
                     state.metrics.predictions.labels(predictor.model_name, band).inc(count)
             state.metrics.model_info.labels(predictor.model_name, str(predictor.version)).set(1)
-            return schemas.PredictResponse(predictions=[schemas.Prediction(**o) for o in outputs])
+            return Response(schemas.predict_response_json(outputs), media_type="application/json")
 
         async def what_if(body: Any, who: Annotated[Principal, Depends(advisor)]) -> dict[str, Any]:
             record = body.student.model_dump(exclude_unset=True)
@@ -242,20 +253,22 @@ def create_app(
                 "counterfactuals": [c.to_dict() for c in suggestions],
             }
 
-        predict.__annotations__["body"] = predict_model  # the spec-generated model documents the body
-        what_if.__annotations__["body"] = whatif_model
+        what_if.__annotations__["body"] = whatif_model  # the spec-generated model documents the body
         app.post(
             f"/v1/{spec.name}/predict",
             response_model=schemas.PredictResponse,
             tags=[spec.name],
             summary=f"Risk predictions: {spec.title}",
+            openapi_extra=schemas.request_body(predict_model),
         )(predict)
         app.post(
             f"/v1/{spec.name}/what-if", tags=[spec.name], summary=f"What-if and counterfactuals: {spec.title}"
         )(what_if)
 
+    documented: list[type[BaseModel]] = []  # bodies parsed by hand, documented by their models
     for spec in state.specs.values():
         add_dataset_routes(spec)
+    schemas.document_bodies(app, documented)
 
     @app.post("/v1/{dataset}/predict", include_in_schema=False)
     async def unknown_dataset(dataset: str) -> None:

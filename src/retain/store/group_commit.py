@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from retain.store.repository import PredictionRecord, Store, StoredPrediction
+from retain.store.repository import PredictionRecord, PredictionWriter, Store, StoredPrediction
 
 _STOP = object()
 
@@ -48,6 +48,14 @@ class GroupCommitWriter:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        # one connection for the thread's life: no pool checkout or liveness probe per group
+        writer = self.store.prediction_writer()
+        try:
+            self._loop(writer)
+        finally:
+            writer.close()
+
+    def _loop(self, writer: PredictionWriter) -> None:
         stopping = False
         while not stopping:
             first = self._queue.get()
@@ -71,14 +79,14 @@ class GroupCommitWriter:
                     break
                 batch.append(item)
                 count += len(item[0])  # type: ignore[index]
-            self._commit(batch)
+            self._commit(batch, writer)
 
-    def _commit(self, batch: list[object]) -> None:
+    def _commit(self, batch: list[object], writer: PredictionWriter) -> None:
         rows: list[PredictionRecord] = []
         for item in batch:
             rows.extend(item[0])  # type: ignore[index]
         try:
-            stored = self.store.record_predictions(rows)
+            stored = writer.write(rows)
         except BaseException as exc:  # every waiting request learns the commit failed
             for item in batch:
                 item[1].set_exception(exc)  # type: ignore[index]

@@ -38,8 +38,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from retain.privacy import pseudonymize
@@ -503,6 +502,151 @@ def records_from_frame(
     return records
 
 
+#: Column order of the driver-level insert in ``Store.record_predictions``.
+_PREDICTION_COLUMNS: tuple[str, ...] = (
+    "id",
+    "event_id",
+    "dataset",
+    "student_key",
+    "task",
+    "stage",
+    "model_name",
+    "model_version",
+    "risk_score",
+    "risk_band",
+    "prediction",
+    "probabilities",
+    "interval_low",
+    "interval_high",
+    "features",
+    "programme",
+    "cohort",
+    "created_at",
+)
+
+
+_Bind = Callable[[Any], Any]
+
+
+@dataclass
+class _PreparedPredictions:
+    """Rows of one insert: parameter tuples, ``(dataset, event_id)`` keys, the Python values of
+    the columns the bind processors turned into text (probabilities, created_at)."""
+
+    values: list[tuple[Any, ...]]
+    keys: list[tuple[str, str]]
+    originals: list[tuple[dict[str, float] | None, datetime]]
+
+
+class PredictionWriter:
+    """Stores predictions on one database connection it keeps, for one thread at a time.
+
+    The group-commit writer of the API writes many small groups; each costs a transaction, and
+    a pool checkout, a liveness probe and SQLAlchemy's statement machinery would cost more than
+    the rows. This writer keeps a DBAPI connection and runs ``BEGIN``, one ``executemany`` and
+    ``COMMIT`` on it; a database error is raised as SQLAlchemy's own exception type (the API
+    answers 503 to ``OperationalError``) and the connection is replaced on the next write.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._connection: Any = None
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, rows: Sequence[PredictionRecord]) -> list[StoredPrediction]:
+        """Store ``rows`` in one transaction (see ``Store.record_predictions``)."""
+        if not rows:
+            return []
+        store = self.store
+        sql = store._prediction_insert()[0]
+        prepared = store._prediction_values(rows)
+        dialect = store.engine.dialect
+        connection = self._connection or store.engine.raw_connection()
+        self._connection = connection
+        try:
+            cursor = connection.cursor()
+            try:
+                if dialect.name == "sqlite":  # writers queue on the busy timeout, not fail
+                    cursor.execute("BEGIN IMMEDIATE")
+                cursor.executemany(sql, prepared.values)
+                inserted = cursor.rowcount
+                found = (
+                    _existing_raw(cursor, dialect, prepared.keys) if inserted != len(prepared.values) else {}
+                )
+            finally:
+                cursor.close()
+            connection.commit()
+        except BaseException as exc:
+            self._discard()
+            if isinstance(exc, dialect.loaded_dbapi.Error):
+                raise DBAPIError.instance(
+                    sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
+                ) from exc
+            raise
+        logger.debug("stored %d new predictions", inserted)
+        return store._prediction_results(rows, prepared, found)
+
+    def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        with suppress(Exception):
+            connection.rollback()
+        with suppress(Exception):
+            connection.invalidate()  # a broken connection must not go back to the pool
+
+    def close(self) -> None:
+        """Return the connection to the pool."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def _existing_raw(cursor: Any, dialect: Any, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """Stored rows of these ``(dataset, event_id)`` keys, read on a DBAPI cursor, typed as the
+    ORM reads them (the columns' result processors: JSON decoded, timestamps timezone-aware)."""
+    table = cast(Table, Prediction.__table__)
+    columns = list(table.c)
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    by_dataset: dict[str, set[str]] = {}
+    for dataset, event_id in keys:
+        by_dataset.setdefault(dataset, set()).add(event_id)
+    found: dict[tuple[str, str], Any] = {}
+    names = ", ".join(c.name for c in columns)
+    for dataset, ids in by_dataset.items():
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            cursor.execute(
+                f"SELECT {names} FROM {table.name} WHERE dataset = {marker} "
+                f"AND event_id IN ({', '.join([marker] * len(chunk))})",
+                (dataset, *chunk),
+            )
+            processors = [
+                c.type._cached_result_processor(dialect, d[1])
+                for c, d in zip(columns, cursor.description, strict=True)
+            ]
+            for raw in cursor.fetchall():
+                values = {
+                    c.name: (p(v) if p is not None else v)
+                    for c, p, v in zip(columns, processors, raw, strict=True)
+                }
+                found[(str(values["dataset"]), str(values["event_id"]))] = SimpleNamespace(**values)
+    return found
+
+
+def _written(row: tuple[Any, ...], probabilities: dict[str, float] | None, at: datetime) -> SimpleNamespace:
+    """A row just inserted, as the store reads it back (JSON and time as Python values)."""
+    values = dict(zip(_PREDICTION_COLUMNS, row, strict=True))
+    values["probabilities"], values["created_at"] = probabilities, at
+    return SimpleNamespace(**values)
+
+
 # ------------------------------------------------------------------------------------------ store
 
 
@@ -616,14 +760,6 @@ class Store(MonitoringRecords):
                 session.rollback()
                 raise
 
-    @contextmanager
-    def _write_connection(self) -> Iterator[Connection]:
-        """A Core connection in a write transaction (no ORM session: the hot insert path)."""
-        with self.engine.connect() as connection:
-            connection.execution_options(**{WRITE_OPTION: True})
-            with connection.begin():
-                yield connection
-
     def _retry(self, operation: Callable[[], _T]) -> _T:
         """Run ``operation``, retrying when a concurrent writer wins a unique constraint."""
         for attempt in range(_MAX_RETRIES):
@@ -724,6 +860,7 @@ class Store(MonitoringRecords):
 
         An event id stored before (by an earlier call, a concurrent writer, or earlier in the same
         batch) writes nothing new; its original prediction is returned with ``created=False``.
+        A thread that writes many small groups keeps a connection with ``prediction_writer``.
 
         Parameters
         ----------
@@ -737,78 +874,97 @@ class Store(MonitoringRecords):
         """
         if not rows:
             return []
-        fresh_ids = new_ids(2 * len(rows))  # row ids, then event ids for rows without one
-        event_ids = [r.event_id or fresh_ids[len(rows) + i] for i, r in enumerate(rows)]
-        keys = [(r.dataset, e) for r, e in zip(rows, event_ids, strict=True)]
+        with self.prediction_writer() as writer:
+            return writer.write(rows)
 
-        def attempt() -> dict[tuple[str, str], tuple[Any, bool]]:
-            with self._write_connection() as session:
-                found = self._existing(session, keys)
-                result: dict[tuple[str, str], tuple[Any, bool]] = {k: (p, False) for k, p in found.items()}
-                fresh: list[dict[str, Any]] = []
-                for position, (record, event_id) in enumerate(zip(rows, event_ids, strict=True)):
-                    k = (record.dataset, event_id)
-                    if k in result:
-                        continue
-                    sid = str(record.student_id)
-                    values: dict[str, Any] = {
-                        "id": fresh_ids[position],
-                        "event_id": event_id,
-                        "dataset": record.dataset,
-                        "student_key": self.key(sid),
-                        "task": record.task,
-                        "stage": record.stage,
-                        "model_name": record.model_name,
-                        "model_version": record.model_version,
-                        "risk_score": float(record.risk_score),
-                        "risk_band": record.risk_band,
-                        "prediction": _prediction_text(record.prediction),
-                        "probabilities": (
-                            {str(k2): float(v) for k2, v in record.probabilities.items()}
-                            if record.probabilities
-                            else None
-                        ),
-                        "interval_low": _json_value(record.interval_low),
-                        "interval_high": _json_value(record.interval_high),
-                        "features": _clean_features(record.features, sid),
-                        "programme": record.programme,
-                        "cohort": record.cohort,
-                        "created_at": record.created_at or utcnow(),
-                    }
-                    result[k] = (SimpleNamespace(**values), True)
-                    fresh.append(values)
-                if fresh:  # one executemany on the table (Core), far cheaper than ORM objects per row
-                    session.execute(insert(cast(Table, Prediction.__table__)), fresh)
-                return result
+    def prediction_writer(self) -> PredictionWriter:
+        """A writer of predictions on a connection of its own (close it, or use ``with``)."""
+        return PredictionWriter(self)
 
-        stored = self._retry(attempt)
-        logger.debug("stored %d new predictions", sum(1 for _, new in stored.values() if new))
-        seen: set[tuple[str, str]] = set()
+    def _prediction_values(self, rows: Sequence[PredictionRecord]) -> _PreparedPredictions:
+        """The parameter tuples of the driver-level insert, through the columns' bind processors."""
+        n = len(rows)
+        fresh_ids = new_ids(2 * n)  # row ids, then event ids for rows without one
+        probabilities_bind, features_bind, time_bind = self._prediction_insert()[1]
+        key = self.key
+        prepared = _PreparedPredictions([], [], [])
+        for position, record in enumerate(rows):
+            event_id = record.event_id or fresh_ids[n + position]
+            sid = str(record.student_id)
+            probabilities = (
+                {str(k2): float(v) for k2, v in record.probabilities.items()}
+                if record.probabilities
+                else None
+            )
+            at = record.created_at or utcnow()
+            prepared.keys.append((record.dataset, event_id))
+            prepared.originals.append((probabilities, at))
+            prepared.values.append(
+                (
+                    fresh_ids[position],
+                    event_id,
+                    record.dataset,
+                    key(sid),
+                    record.task,
+                    record.stage,
+                    record.model_name,
+                    record.model_version,
+                    float(record.risk_score),
+                    record.risk_band,
+                    _prediction_text(record.prediction),
+                    probabilities_bind(probabilities),
+                    _json_value(record.interval_low),
+                    _json_value(record.interval_high),
+                    features_bind(_clean_features(record.features, sid)),
+                    record.programme,
+                    record.cohort,
+                    time_bind(at),
+                )
+            )
+        return prepared
+
+    def _prediction_results(
+        self, rows: Sequence[PredictionRecord], prepared: _PreparedPredictions, found: Mapping[Any, Any]
+    ) -> list[StoredPrediction]:
+        """What each row became: written now, or (``found``) stored before under its event id."""
         out: list[StoredPrediction] = []
-        for record, k in zip(rows, keys, strict=True):
-            row, new = stored[k]
-            out.append(self._stored(row, str(record.student_id), new and k not in seen))
+        seen: set[tuple[str, str]] = set()
+        for record, k, row, (probabilities, at) in zip(
+            rows, prepared.keys, prepared.values, prepared.originals, strict=True
+        ):
+            stored = found.get(k)
+            if stored is None or stored.id == row[0]:  # ours: written now (first of its event id)
+                written = _written(row, probabilities, at)
+                out.append(self._stored(written, str(record.student_id), k not in seen))
+            else:  # stored before, by an earlier call or a concurrent writer
+                out.append(self._stored(stored, str(record.student_id), False))
             seen.add(k)
         return out
 
-    @staticmethod
-    def _existing(
-        session: Session | Connection, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], Any]:
-        """Stored rows of these (dataset, event id) pairs (Core rows: no ORM identity map to fill)."""
-        found: dict[tuple[str, str], Any] = {}
-        by_dataset: dict[str, set[str]] = {}
-        for dataset, event_id in keys:
-            by_dataset.setdefault(dataset, set()).add(event_id)
+    def _prediction_insert(self) -> tuple[str, tuple[_Bind, _Bind, _Bind]]:
+        """The driver-level insert of ``predictions`` and the bind processors of its
+        ``probabilities``, ``features`` and ``created_at`` columns (JSON and timestamp)."""
+        cached = self.__dict__.get("_prediction_insert_cache")
+        if cached is not None:
+            return cached
+        dialect = self.engine.dialect
+        if dialect.name not in ("sqlite", "postgresql"):
+            raise NotImplementedError(f"the store supports SQLite and PostgreSQL, not {dialect.name}")
         table = cast(Table, Prediction.__table__)
-        for dataset, ids in by_dataset.items():
-            ordered = sorted(ids)
-            for start in range(0, len(ordered), 500):
-                chunk = ordered[start : start + 500]
-                stmt = select(table).where(table.c.dataset == dataset, table.c.event_id.in_(chunk))
-                for row in session.execute(stmt):
-                    found[(row.dataset, row.event_id)] = row
-        return found
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(_PREDICTION_COLUMNS)}) "
+            f"VALUES ({', '.join([marker] * len(_PREDICTION_COLUMNS))}) "
+            "ON CONFLICT (dataset, event_id) DO NOTHING"
+        )
+
+        def processor(column: str) -> Callable[[Any], Any]:
+            bind = table.c[column].type._cached_bind_processor(dialect)
+            return bind if bind is not None else (lambda value: value)
+
+        result = (sql, (processor("probabilities"), processor("features"), processor("created_at")))
+        self.__dict__["_prediction_insert_cache"] = result
+        return result
 
     def prediction_window(
         self,

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from retain.data.spec import load_spec
@@ -21,7 +21,7 @@ from retain.data.synth import synthesize
 from retain.serving.app import create_app
 from retain.serving.security import Principal, StaticKeys
 from retain.settings import get_settings
-from retain.store.repository import Scope, Store
+from retain.store.repository import PredictionWriter, Scope, Store
 
 ADVISOR = {"X-API-Key": "advisor-secret"}
 KEYS = StaticKeys({"advisor-secret": Principal("k1", "advisor", programmes=("9254",))})
@@ -92,7 +92,7 @@ def _assert_refused(response: Any) -> None:
 def test_predict_is_refused_while_writes_fail_and_a_retry_stores_it_once(service: Service) -> None:
     body = _body(1, "evt-down-1")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(service.store, "record_predictions", _database_down)
+        mp.setattr(PredictionWriter, "write", _database_down)  # what the group-commit thread calls
         _assert_refused(service.client.post("/v1/dropout/predict", json=body, headers=ADVISOR))
         _assert_refused(service.client.post("/v1/dropout/predict", json=body, headers=ADVISOR))
     assert _stored(service.store) == []
@@ -116,28 +116,31 @@ def test_predict_is_refused_while_writes_fail_and_a_retry_stores_it_once(service
 
 def test_a_failing_insert_rolls_back_the_whole_batch(service: Service) -> None:
     """The database itself fails the INSERT (not a patched method): nothing of the batch stays."""
-    down = {"on": True}
 
-    def fail_inserts(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if down["on"] and statement.lstrip().upper().startswith("INSERT INTO PREDICTIONS"):
-            raise OperationalError(statement, {}, Exception("database is down"))
+    def rename(old: str, new: str) -> None:
+        with service.store.engine.begin() as connection:
+            connection.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
 
-    event.listen(service.store.engine, "before_cursor_execute", fail_inserts)
+    # a write earlier keeps the writer's connection open: the failure hits that connection
+    warm = service.client.post("/v1/dropout/predict", json=_body(1, "evt-warm"), headers=ADVISOR)
+    assert warm.status_code == 200, warm.text
+    rename("predictions", "predictions_away")  # every INSERT now fails inside the database
     try:
         body = _body(3, "evt-batch", seed=11)
         _assert_refused(service.client.post("/v1/dropout/predict", json=body, headers=ADVISOR))
-        assert _stored(service.store) == []
-
-        down["on"] = False
-        response = service.client.post("/v1/dropout/predict", json=body, headers=ADVISOR)
-        assert response.status_code == 200, response.text
-        ids = [p["prediction_id"] for p in response.json()["predictions"]]
-        assert sorted(_stored(service.store)) == sorted((f"evt-batch/{i}", pid) for i, pid in enumerate(ids))
-        response = service.client.post("/v1/dropout/predict", json=body, headers=ADVISOR)
-        assert [p["prediction_id"] for p in response.json()["predictions"]] == ids
-        assert len(_stored(service.store)) == 3
+        with service.store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM predictions_away").scalar() == 1
     finally:
-        event.remove(service.store.engine, "before_cursor_execute", fail_inserts)
+        rename("predictions_away", "predictions")
+
+    response = service.client.post("/v1/dropout/predict", json=body, headers=ADVISOR)
+    assert response.status_code == 200, response.text
+    ids = [p["prediction_id"] for p in response.json()["predictions"]]
+    batch = [row for row in _stored(service.store) if row[0].startswith("evt-batch")]
+    assert sorted(batch) == sorted((f"evt-batch/{i}", pid) for i, pid in enumerate(ids))
+    response = service.client.post("/v1/dropout/predict", json=body, headers=ADVISOR)
+    assert [p["prediction_id"] for p in response.json()["predictions"]] == ids
+    assert len(_stored(service.store)) == 4  # the three and the warm-up
 
 
 def test_readyz_reports_the_database(service: Service) -> None:

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from retain.store.group_commit import GroupCommitWriter
 from retain.store.repository import PredictionRecord, Scope, Store
@@ -56,15 +57,19 @@ def test_repeated_event_in_one_group_is_stored_once(tmp_path: Path) -> None:
     assert first[0].created and not first[1].created
 
 
-def test_a_failed_commit_fails_every_waiting_request(tmp_path: Path) -> None:
-    class Broken(Store):
-        def record_predictions(self, rows):  # type: ignore[no-untyped-def]
-            raise RuntimeError("disk full")
-
+def test_a_failed_commit_fails_every_waiting_request_then_the_writer_recovers(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'g.db'}")
-    broken = Broken(store.engine)
-    writer = GroupCommitWriter(broken)
-    future = writer.submit([_record(1)])
-    with pytest.raises(RuntimeError, match="disk full"):
-        future.result(timeout=30)
+    writer = GroupCommitWriter(store)
+    assert writer.submit([_record(0)]).result(timeout=30)[0].created
+    with store.engine.begin() as connection:  # the table goes away under the writer
+        connection.exec_driver_sql("ALTER TABLE predictions RENAME TO predictions_away")
+    futures = [writer.submit([_record(i)]) for i in (1, 2, 3)]
+    for future in futures:  # SQLAlchemy's own error type: the API answers it with 503
+        with pytest.raises(OperationalError, match="predictions"):
+            future.result(timeout=30)
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE predictions_away RENAME TO predictions")
+    stored = writer.submit([_record(1)]).result(timeout=30)  # on a fresh connection
     writer.close()
+    assert stored[0].created
+    assert store.caseload("dropout", scope=Scope.admin(), limit=100).total == 2
