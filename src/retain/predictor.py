@@ -84,6 +84,12 @@ class Predictor:
         except UnsupportedModelError:
             return None
 
+    @property
+    def native(self) -> bool:
+        """Whether the model's trees run as compiled native code now."""
+        scorer = self.__dict__.get("fast_scorer")  # never compiles the fast scorer just to answer
+        return scorer is not None and scorer.native
+
     def compile_native(
         self, settings: Settings, background: bool = False, threads: int | None = None
     ) -> bool:

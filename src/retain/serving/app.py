@@ -560,7 +560,13 @@ def create_app(
         ready = database and any(v is not None for v in champions.values())
         if not ready:
             response.status_code = 503
-        return {"ready": ready, "database": database, "champions": champions, "loaded": state.cache.loaded()}
+        return {
+            "ready": ready,
+            "database": database,
+            "champions": champions,
+            "loaded": state.cache.loaded(),
+            "native": state.cache.native(),
+        }
 
     @app.get("/metrics", tags=["operations"])
     async def metrics() -> Response:

@@ -123,3 +123,9 @@ class ModelCache:
     def loaded(self) -> dict[str, int | None]:
         with self._lock:
             return {name: entry.predictor.version for name, entry in self._entries.items()}
+
+    def native(self) -> dict[str, bool]:
+        """Per loaded model: whether its trees run as native code yet (``Predictor.compile_native``)."""
+        with self._lock:
+            entries = list(self._entries.items())
+        return {name: bool(getattr(entry.predictor, "native", False)) for name, entry in entries}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -261,3 +262,20 @@ def test_monitoring_endpoints(client: TestClient) -> None:
     exported = client.get("/metrics").text
     assert 'retain_drift_share{model="dropout.dropout.semester_1"} NaN' in exported
     assert 'retain_monitoring_alerts{dataset="dropout",task="dropout"} 0.0' in exported
+
+
+def test_native_trees_take_over_without_changing_an_answer(client: TestClient) -> None:
+    """The first request loads the model and LightGBM answers while its trees compile behind;
+    readiness then says the native code runs, and the same students get the same scores."""
+    body = {"students": _students(40, seed=17), "task": "dropout"}
+    first = client.post("/v1/dropout/predict", json=body, headers=ADVISOR)
+    assert first.status_code == 200, first.text
+    deadline = time.monotonic() + 120
+    while not client.get("/readyz").json()["native"].get("dropout.dropout.semester_1"):
+        assert time.monotonic() < deadline, "native trees never took over"
+        time.sleep(0.2)
+    second = client.post("/v1/dropout/predict", json=body, headers=ADVISOR)
+    assert second.status_code == 200, second.text
+    before = [(p["risk_score"], p["probabilities"], p["risk_band"]) for p in first.json()["predictions"]]
+    after = [(p["risk_score"], p["probabilities"], p["risk_band"]) for p in second.json()["predictions"]]
+    assert after == before  # bit for bit: the JSON floats are the same
