@@ -103,7 +103,11 @@ class Roster(Base):
 
 
 class Prediction(Base):
-    """One stored prediction; idempotent by ``(dataset, event_id)``."""
+    """One stored prediction; idempotent by ``(dataset, event_id)``.
+
+    Every index costs each insert a page or more; only what queries use is kept (the per-student
+    composite, the time for windows and retention, the event id for idempotency).
+    """
 
     __tablename__ = "predictions"
     __table_args__ = (
@@ -114,20 +118,20 @@ class Prediction(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     event_id: Mapped[str] = mapped_column(String(200))
     dataset: Mapped[str] = mapped_column(String(100))
-    student_key: Mapped[str] = mapped_column(String(KEY_LENGTH), index=True)
+    student_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
     task: Mapped[str] = mapped_column(String(100))
     stage: Mapped[str] = mapped_column(String(100))
     model_name: Mapped[str] = mapped_column(String(300))
     model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     risk_score: Mapped[float] = mapped_column(Float)
-    risk_band: Mapped[str] = mapped_column(String(20), index=True)
+    risk_band: Mapped[str] = mapped_column(String(20))
     prediction: Mapped[str | None] = mapped_column(String(200), nullable=True)
     probabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     interval_low: Mapped[float | None] = mapped_column(Float, nullable=True)
     interval_high: Mapped[float | None] = mapped_column(Float, nullable=True)
     features: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    programme: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
-    cohort: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    programme: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    cohort: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
