@@ -476,9 +476,9 @@ def test_new_ids_are_time_ordered_version_7_uuids() -> None:
     ids = new_ids(500)
     after = time.time_ns() // 1_000_000
     assert len(set(ids)) == 500
-    for text in ids:
-        parsed = uuid.UUID(text)
-        assert str(parsed) == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    for shown in ids:
+        parsed = uuid.UUID(shown)
+        assert str(parsed) == shown and parsed.version == 7 and parsed.variant == uuid.RFC_4122
         assert before <= int(parsed.hex[:12], 16) <= after  # the creation time in milliseconds
     time.sleep(0.002)
     assert max(ids) < min(new_ids(10))  # later ids sort after earlier ones
