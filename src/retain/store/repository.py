@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from retain.privacy import pseudonymize
+from retain.privacy import pseudonymize, pseudonymizer
 from retain.settings import Settings, get_settings
 from retain.store.db import WRITE_OPTION, make_engine, session_factory, upgrade
 from retain.store.models import (
@@ -415,22 +415,29 @@ def _clean_features(features: Mapping[str, Any] | None, student_id: str) -> dict
 
 
 def new_ids(n: int) -> list[str]:
-    """``n`` new version-7 UUID strings (RFC 9562): the Unix time in milliseconds, then 74 random
-    bits, drawn with one ``os.urandom`` call (far cheaper than ``uuid4`` per row).
+    """``n`` new version-7 UUID strings (RFC 9562), increasing in the order given.
+
+    The Unix time in milliseconds, then a 30-bit counter that starts at a random value and counts
+    up through the ``n`` ids (the 12 bits RFC 9562 calls ``rand_a`` and the top 18 of ``rand_b``),
+    then 44 random bits; all drawn with one ``os.urandom`` call (far cheaper than ``uuid4``).
 
     Time-ordered keys land at the right-hand edge of the primary-key and event-id indexes instead
     of on a random page each: a group of rows dirties a few index pages, not one per row, which
     is most of what a commit writes (measured: about 40% less per row on a 200,000-row table).
     """
     stamp = time.time_ns() // 1_000_000
-    prefix = f"{stamp >> 16:08x}-{stamp & 0xFFFF:04x}-"
-    raw = bytearray(os.urandom(10 * n))
+    prefix = f"{stamp >> 16:08x}-{stamp & 0xFFFF:04x}-7"
+    random = os.urandom(6 * n + 4)
+    counter = int.from_bytes(random[:4]) >> 3  # room for 2**29 ids before the 30 bits wrap
     out: list[str] = []
-    for start in range(0, 10 * n, 10):
-        raw[start] = (raw[start] & 0x0F) | 0x70  # version 7, then 12 random bits
-        raw[start + 2] = (raw[start + 2] & 0x3F) | 0x80  # RFC 9562 variant, then 62 random bits
-        h = raw[start : start + 10].hex()
-        out.append(f"{prefix}{h[:4]}-{h[4:8]}-{h[8:]}")
+    for i in range(n):
+        count = (counter + i) & 0x3FFFFFFF
+        rand = int.from_bytes(random[4 + 6 * i : 10 + 6 * i]) >> 4  # 44 random bits
+        # 7xxx: the version and the counter's top 12 bits; then the variant (10), the counter's
+        # low 18 bits and the random bits
+        last = (0b10 << 62) | ((count & 0x3FFFF) << 44) | rand
+        h = f"{last:016x}"
+        out.append(f"{prefix}{count >> 18:03x}-{h[:4]}-{h[4:]}")
     return out
 
 
@@ -547,6 +554,9 @@ class _PreparedPredictions:
     originals: list[tuple[dict[str, float] | None, datetime]]
 
 
+_WRITER_CACHE_KIB = 65_536
+
+
 class PredictionWriter:
     """Stores predictions on one database connection it keeps, for one thread at a time.
 
@@ -575,8 +585,7 @@ class PredictionWriter:
         sql = store._prediction_insert()[0]
         prepared = store._prediction_values(rows)
         dialect = store.engine.dialect
-        connection = self._connection or store.engine.raw_connection()
-        self._connection = connection
+        connection = self._connection or self._connect()
         try:
             cursor = connection.cursor()
             try:
@@ -609,11 +618,24 @@ class PredictionWriter:
         with suppress(Exception):
             connection.invalidate()  # a broken connection must not go back to the pool
 
+    def _connect(self) -> Any:
+        connection = self.store.engine.raw_connection()
+        if self.store.engine.dialect.name == "sqlite":
+            # A larger page cache keeps the per-student index's pages in memory between groups
+            # (a pseudonym lands on a random page): about a quarter off each insert on a large table.
+            connection.cursor().execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
+        self._connection = connection
+        return connection
+
     def close(self) -> None:
-        """Return the connection to the pool."""
+        """Return the connection to the pool (with SQLite's default page cache again)."""
         connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
+        if connection is None:
+            return
+        if self.store.engine.dialect.name == "sqlite":
+            with suppress(Exception):
+                connection.cursor().execute("PRAGMA cache_size=-2000")
+        connection.close()
 
 
 def _existing_raw(cursor: Any, dialect: Any, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
@@ -658,13 +680,6 @@ def _about_student(model: Any, key: str, dataset: str | None) -> ColumnElement[b
     if model is Prediction:
         return and_(cond, model.dataset.in_(select(Prediction.dataset).distinct().scalar_subquery()))
     return cond
-
-
-def _written(row: tuple[Any, ...], probabilities: dict[str, float] | None, at: datetime) -> SimpleNamespace:
-    """A row just inserted, as the store reads it back (JSON and time as Python values)."""
-    values = dict(zip(_PREDICTION_COLUMNS, row, strict=True))
-    values["probabilities"], values["created_at"] = probabilities, at
-    return SimpleNamespace(**values)
 
 
 # ------------------------------------------------------------------------------------------ store
@@ -746,6 +761,10 @@ class Store(MonitoringRecords):
     def key(self, student_id: str) -> str:
         """The pseudonym under which ``student_id`` is stored."""
         return pseudonymize(str(student_id), key=self._id_key)
+
+    def pseudonymizer(self) -> Callable[[str], str]:
+        """``key`` as a function with the secret bound once (for many ids in a row)."""
+        return pseudonymizer(self._id_key)
 
     def _fernet(self) -> Fernet:
         return Fernet(self._roster_key or get_settings().fernet_key())
@@ -902,24 +921,33 @@ class Store(MonitoringRecords):
         return PredictionWriter(self)
 
     def _prediction_values(self, rows: Sequence[PredictionRecord]) -> _PreparedPredictions:
-        """The parameter tuples of the driver-level insert, through the columns' bind processors."""
+        """The parameter tuples of the driver-level insert, through the columns' bind processors.
+
+        Rows without their own ``created_at`` share the group's time (one transaction); their ids
+        are time-ordered and increase in row order, so "the latest prediction of a student" (by
+        time, then id) is still the later of two rows of one group.
+        """
         n = len(rows)
-        fresh_ids = new_ids(2 * n)  # row ids, then event ids for rows without one
+        fresh_ids = new_ids(n + sum(1 for r in rows if not r.event_id))  # row ids, then event ids
+        unnamed = iter(fresh_ids[n:])
         probabilities_bind, features_bind, time_bind = self._prediction_insert()[1]
-        key = self.key
+        key = self.pseudonymizer()
+        now = utcnow()
+        now_bound = time_bind(now)
         prepared = _PreparedPredictions([], [], [])
+        keys, originals, values = prepared.keys, prepared.originals, prepared.values
         for position, record in enumerate(rows):
-            event_id = record.event_id or fresh_ids[n + position]
+            event_id = record.event_id or next(unnamed)
             sid = str(record.student_id)
             probabilities = (
                 {str(k2): float(v) for k2, v in record.probabilities.items()}
                 if record.probabilities
                 else None
             )
-            at = record.created_at or utcnow()
-            prepared.keys.append((record.dataset, event_id))
-            prepared.originals.append((probabilities, at))
-            prepared.values.append(
+            at = record.created_at
+            keys.append((record.dataset, event_id))
+            originals.append((probabilities, at or now))
+            values.append(
                 (
                     fresh_ids[position],
                     event_id,
@@ -938,7 +966,7 @@ class Store(MonitoringRecords):
                     features_bind(_clean_features(record.features, sid)),
                     record.programme,
                     record.cohort,
-                    time_bind(at),
+                    now_bound if at is None else time_bind(at),
                 )
             )
         return prepared
@@ -952,10 +980,31 @@ class Store(MonitoringRecords):
         for record, k, row, (probabilities, at) in zip(
             rows, prepared.keys, prepared.values, prepared.originals, strict=True
         ):
-            stored = found.get(k)
+            stored = found.get(k) if found else None
             if stored is None or stored.id == row[0]:  # ours: written now (first of its event id)
-                written = _written(row, probabilities, at)
-                out.append(self._stored(written, str(record.student_id), k not in seen))
+                out.append(
+                    StoredPrediction(
+                        id=row[0],
+                        event_id=row[1],
+                        student_id=str(record.student_id),
+                        student_key=row[3],
+                        dataset=row[2],
+                        task=row[4],
+                        stage=row[5],
+                        model_name=row[6],
+                        model_version=row[7],
+                        risk_score=row[8],
+                        risk_band=row[9],
+                        prediction=row[10],
+                        probabilities=probabilities,
+                        interval_low=row[12],
+                        interval_high=row[13],
+                        programme=row[15],
+                        cohort=row[16],
+                        created_at=at,
+                        created=k not in seen,
+                    )
+                )
             else:  # stored before, by an earlier call or a concurrent writer
                 out.append(self._stored(stored, str(record.student_id), False))
             seen.add(k)

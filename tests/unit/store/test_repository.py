@@ -475,7 +475,7 @@ def test_new_ids_are_time_ordered_version_7_uuids() -> None:
     before = time.time_ns() // 1_000_000
     ids = new_ids(500)
     after = time.time_ns() // 1_000_000
-    assert len(set(ids)) == 500
+    assert len(set(ids)) == 500 and ids == sorted(ids)  # in the order given
     for shown in ids:
         parsed = uuid.UUID(shown)
         assert str(parsed) == shown and parsed.version == 7 and parsed.variant == uuid.RFC_4122
