@@ -100,53 +100,89 @@ def _missing(value: object) -> bool:
 
 def _outputs(predictor: Predictor, ids: list[str], scores: Scores) -> list[Record]:
     model = predictor.model
-    outputs: list[Record] = []
-    for i, student_id in enumerate(ids):
-        out: Record = {
+    task, stage, name, version = model.task, model.stage, predictor.model_name, predictor.version
+    # whole columns to Python floats and strings at once (``tolist``), not one numpy scalar at a time
+    risks, bands = scores.risk.tolist(), scores.band.tolist()
+    if scores.proba is not None:
+        labels = list(model.labels)
+        predicted = [str(p) for p in scores.predicted.tolist()]
+        probabilities = [dict(zip(labels, row, strict=True)) for row in scores.proba.tolist()]
+        return [
+            {
+                "student_id": str(student_id),
+                "task": task,
+                "stage": stage,
+                "model_name": name,
+                "model_version": version,
+                "risk_score": risk,
+                "risk_band": str(band),
+                "prediction": label,
+                "probabilities": proba,
+            }
+            for student_id, risk, band, label, proba in zip(
+                ids, risks, bands, predicted, probabilities, strict=True
+            )
+        ]
+    assert scores.interval is not None
+    return [
+        {
             "student_id": str(student_id),
-            "task": model.task,
-            "stage": model.stage,
-            "model_name": predictor.model_name,
-            "model_version": predictor.version,
-            "risk_score": float(scores.risk[i]),
-            "risk_band": str(scores.band[i]),
+            "task": task,
+            "stage": stage,
+            "model_name": name,
+            "model_version": version,
+            "risk_score": risk,
+            "risk_band": str(band),
+            "prediction": value,
+            "interval": (low, high),
         }
-        if scores.proba is not None:
-            out["prediction"] = str(scores.predicted[i])
-            out["probabilities"] = {label: float(scores.proba[i, k]) for k, label in enumerate(model.labels)}
-        else:
-            out["prediction"] = float(scores.predicted[i])
-            assert scores.interval is not None
-            out["interval"] = (float(scores.interval[i, 0]), float(scores.interval[i, 1]))
-        outputs.append(out)
-    return outputs
+        for student_id, risk, band, value, (low, high) in zip(
+            ids, risks, bands, scores.predicted.astype(float).tolist(), scores.interval.tolist(), strict=True
+        )
+    ]
 
 
 @dataclass
 class ScoredBatch:
-    """Scores of a list of records, with what the store and the explanations need."""
+    """Scores of a list of records, with what the store and the explanations need.
+
+    The scored inputs are kept column by column (``columns``: model features, programme and
+    cohort, as validated); ``rows`` turns them into one dict per student when asked.
+    """
 
     spec: DatasetSpec
     predictor: Predictor
     records: list[Record]
     outputs: list[Record]
-    rows: list[Record]
+    columns: dict[str, list[Any]]
     matrix: np.ndarray | None = None
     names: list[str] | None = None
     typed: pd.DataFrame | None = field(default=None, repr=False)
 
+    @property
+    def rows(self) -> list[Record]:
+        """The scored inputs, one dict per student."""
+        names = list(self.columns)
+        return [dict(zip(names, row, strict=True)) for row in zip(*self.columns.values(), strict=True)]
+
     def store_records(self, event_ids: Sequence[str | None]) -> list[PredictionRecord]:
         """Store rows (model features plus programme and cohort), one event id per student."""
-        programme = self.spec.programme_column
-        cohort = self.spec.time_column
+        spec, columns = self.spec, self.columns
+        n = len(self.outputs)
         features = self.predictor.features
+        empty: list[Any] = [None] * n
+        feature_rows = zip(*(columns.get(f, empty) for f in features), strict=True)
+        programmes = _texts(columns.get(spec.programme_column, empty) if spec.programme_column else empty)
+        cohorts = _texts(columns.get(spec.time_column, empty) if spec.time_column else empty)
         out: list[PredictionRecord] = []
-        for row, result, event_id in zip(self.rows, self.outputs, event_ids, strict=True):
+        for values, result, event_id, programme, cohort in zip(
+            feature_rows, self.outputs, event_ids, programmes, cohorts, strict=True
+        ):
             interval = result.get("interval")
             out.append(
                 PredictionRecord(
                     student_id=result["student_id"],
-                    dataset=self.spec.name,
+                    dataset=spec.name,
                     task=result["task"],
                     stage=result["stage"],
                     model_name=result["model_name"],
@@ -158,11 +194,9 @@ class ScoredBatch:
                     interval_low=interval[0] if interval else None,
                     interval_high=interval[1] if interval else None,
                     event_id=event_id,
-                    features={f: row.get(f) for f in features},  # the store maps NaN to null
-                    programme=None
-                    if programme is None or _missing(row.get(programme))
-                    else str(row.get(programme)),
-                    cohort=None if cohort is None or _missing(row.get(cohort)) else str(row.get(cohort)),
+                    features=dict(zip(features, values, strict=True)),  # the store maps NaN to null
+                    programme=programme,
+                    cohort=cohort,
                 )
             )
         return out
@@ -181,6 +215,11 @@ class ScoredBatch:
         return typed
 
 
+def _texts(values: list[Any]) -> list[str | None]:
+    """Programme or cohort values as stored: text, ``None`` when missing."""
+    return [None if _missing(v) else str(v) for v in values]
+
+
 def score_records(predictor: Predictor, records: Sequence[Record]) -> ScoredBatch:
     """Score canonical records (raises ``ScoringError`` naming bad fields)."""
     spec = predictor.spec
@@ -190,20 +229,16 @@ def score_records(predictor: Predictor, records: Sequence[Record]) -> ScoredBatc
     values = scorer.parse(records) if scorer is not None else None
     if scorer is not None and values is not None:  # the fast path: same results, no pandas
         matrix = scorer.matrix(values, len(records))
-        columns = list(values)
-        missing_extra = [c for c in extra if c not in values]
-        rows: list[Record] = [
-            dict(zip(columns, row, strict=True)) for row in zip(*values.values(), strict=True)
-        ]
-        for c in missing_extra:
-            for row, record in zip(rows, records, strict=True):
-                row[c] = record.get(c)
+        columns = dict(values)
+        for c in extra:
+            if c not in columns:
+                columns[c] = [record.get(c) for record in records]
         return ScoredBatch(
             spec,
             predictor,
             records,
             _outputs(predictor, record_ids(records, spec), scorer.score_matrix(matrix)),
-            rows,
+            columns,
             matrix=matrix,
             names=scorer.feature_names_out,
         )
@@ -213,7 +248,7 @@ def score_records(predictor: Predictor, records: Sequence[Record]) -> ScoredBatc
         raise ScoringError(str(exc), validation_detail(exc)) from None
     ids = typed[spec.id.column].astype(str).tolist()
     frame = typed.reindex(columns=[*predictor.features, *[c for c in extra if c not in predictor.features]])
-    rows = [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    columns = {str(k): v for k, v in frame.to_dict(orient="list").items()}
     return ScoredBatch(
-        spec, predictor, records, _outputs(predictor, ids, predictor.model.score(typed)), rows, typed=typed
+        spec, predictor, records, _outputs(predictor, ids, predictor.model.score(typed)), columns, typed=typed
     )
