@@ -39,3 +39,16 @@ def test_default_key_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
     assert pseudonymize("s1") == pseudonymize("s1", key="institution-secret")
     assert pseudonymize("s1") != default
+
+
+@pytest.mark.parametrize("key", ["k", "retain-development-key", "x" * 64, "y" * 65, "ключ-🔑"])
+def test_pseudonyms_are_hmac_sha256(key: str) -> None:
+    import hashlib
+    import hmac
+
+    from retain.privacy import pseudonymize, pseudonymizer
+
+    bound = pseudonymizer(key)
+    for student_id in ("S1", "", "dropout-00001", "é" * 300):
+        want = hmac.new(key.encode(), student_id.encode(), hashlib.sha256).hexdigest()[:16]
+        assert bound(student_id) == want == pseudonymize(student_id, key=key)
