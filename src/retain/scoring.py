@@ -201,6 +201,29 @@ class ScoredBatch:
             )
         return out
 
+    def split(self, sizes: Sequence[int]) -> list[ScoredBatch]:
+        """Consecutive parts of ``sizes`` students each (e.g. the requests scored together)."""
+        if sum(sizes) != len(self.outputs):
+            raise ValueError(f"parts of {sum(sizes)} students for a batch of {len(self.outputs)}")
+        parts: list[ScoredBatch] = []
+        start = 0
+        for size in sizes:
+            end = start + size
+            parts.append(
+                ScoredBatch(
+                    self.spec,
+                    self.predictor,
+                    self.records[start:end],
+                    self.outputs[start:end],
+                    {name: values[start:end] for name, values in self.columns.items()},
+                    matrix=None if self.matrix is None else self.matrix[start:end],
+                    names=self.names,
+                    typed=None if self.typed is None else self.typed.iloc[start:end].reset_index(drop=True),
+                )
+            )
+            start = end
+        return parts
+
     def explain(self, top_k: int = 3) -> list[list[Reason]]:
         """The ``top_k`` plain-word reasons per student."""
         if self.typed is None:
@@ -220,28 +243,39 @@ def _texts(values: list[Any]) -> list[str | None]:
     return [None if _missing(v) else str(v) for v in values]
 
 
-def score_records(predictor: Predictor, records: Sequence[Record]) -> ScoredBatch:
-    """Score canonical records (raises ``ScoringError`` naming bad fields)."""
+def score_fast(predictor: Predictor, records: Sequence[Record]) -> ScoredBatch | None:
+    """Score with the compiled fast path only; ``None`` when any record (or the model) needs the
+    full path. Records scored together get exactly what they get one by one."""
     spec = predictor.spec
     records = list(records)
-    extra = [c for c in (spec.programme_column, spec.time_column) if c is not None]
     scorer = predictor.fast_scorer
     values = scorer.parse(records) if scorer is not None else None
-    if scorer is not None and values is not None:  # the fast path: same results, no pandas
-        matrix = scorer.matrix(values, len(records))
-        columns = dict(values)
-        for c in extra:
-            if c not in columns:
-                columns[c] = [record.get(c) for record in records]
-        return ScoredBatch(
-            spec,
-            predictor,
-            records,
-            _outputs(predictor, record_ids(records, spec), scorer.score_matrix(matrix)),
-            columns,
-            matrix=matrix,
-            names=scorer.feature_names_out,
-        )
+    if scorer is None or values is None:
+        return None
+    matrix = scorer.matrix(values, len(records))
+    columns = dict(values)
+    for c in (spec.programme_column, spec.time_column):
+        if c is not None and c not in columns:
+            columns[c] = [record.get(c) for record in records]
+    return ScoredBatch(
+        spec,
+        predictor,
+        records,
+        _outputs(predictor, record_ids(records, spec), scorer.score_matrix(matrix)),
+        columns,
+        matrix=matrix,
+        names=scorer.feature_names_out,
+    )
+
+
+def score_records(predictor: Predictor, records: Sequence[Record]) -> ScoredBatch:
+    """Score canonical records (raises ``ScoringError`` naming bad fields)."""
+    records = list(records)
+    fast = score_fast(predictor, records)  # same results, no pandas
+    if fast is not None:
+        return fast
+    spec = predictor.spec
+    extra = [c for c in (spec.programme_column, spec.time_column) if c is not None]
     try:
         typed = predictor.prepare(records)
     except DataValidationError as exc:

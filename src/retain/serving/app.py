@@ -4,7 +4,6 @@
 page documents every field. All scoring goes through ``retain.predictor.Predictor``.
 """
 
-import asyncio
 import hashlib
 import time
 from typing import Annotated, Any
@@ -25,8 +24,9 @@ from retain.data.spec import DatasetSpec, SpecError, list_specs, load_spec
 from retain.data.validate import DataValidationError
 from retain.monitoring.metrics import ServiceMetrics
 from retain.predictor import Predictor
-from retain.scoring import ScoringError, missing_fields, resolve_target, score_records, validation_detail
+from retain.scoring import ScoringError, missing_fields, resolve_target, validation_detail
 from retain.serving import schemas
+from retain.serving.batching import PredictionBatcher
 from retain.serving.explain_routes import add_explanation_route
 from retain.serving.jobs import JobRunner
 from retain.serving.loop import add_loop_routes
@@ -50,6 +50,7 @@ class _State:
         self.auth = auth
         self.store = store
         self.writer = GroupCommitWriter(store)
+        self.batcher = PredictionBatcher(self.writer)
         self.cache = ModelCache(settings.model_refresh_seconds, settings=settings)
         self.metrics = ServiceMetrics()
         self.jobs = JobRunner(store, lambda kind, status: self.metrics.jobs.labels(kind, status).inc())
@@ -192,19 +193,19 @@ def create_app(
                 ) from None
             records = body["students"]
             event_id = body.get("event_id")
+            n = len(records)
+            event_ids = [
+                None if event_id is None else (event_id if n == 1 else f"{event_id}/{i}") for i in range(n)
+            ]
             try:
                 task, stage = resolve_target(spec, body.get("task"), body.get("stage"), records)
                 missing_fields(spec, task, stage, records)
                 predictor = _predictor(spec, task, stage)
-                scored = score_records(predictor, records)
+                # scored and stored together with the other requests of this turn of the loop
+                scored, stored = await state.batcher.predict(predictor, records, event_ids)
             except ScoringError as exc:
                 raise HTTPException(422, exc.detail) from None
             outputs = scored.outputs
-            n = len(outputs)
-            event_ids = [
-                None if event_id is None else (event_id if n == 1 else f"{event_id}/{i}") for i in range(n)
-            ]
-            stored = await asyncio.wrap_future(state.writer.submit(scored.store_records(event_ids)))
             for out, saved in zip(outputs, stored, strict=True):
                 out["prediction_id"] = saved.id
                 if not saved.created:  # a repeated event id: answer with what was stored then
