@@ -539,6 +539,18 @@ def _compile_calibrator(model: RiskModel) -> Callable[[np.ndarray], np.ndarray] 
 # --------------------------------------------------------------------------------------------
 
 
+_FEW_ROWS = 8  # up to this many rows, the feature matrix is built in plain Python
+
+_BlockLists = tuple[tuple[str, ...], list[float], list[float | None], list[float], int]
+
+
+def _block_lists(block: _NumericBlock) -> _BlockLists:
+    n = len(block.columns)
+    means: list[float | None] = block.mean.tolist() if block.mean is not None else [None] * n
+    scales: list[float] = block.scale.tolist() if block.scale is not None else [1.0] * n
+    return (block.columns, block.fill.tolist(), means, scales, int(block.out.start))
+
+
 class FastScorer:
     """A ``RiskModel`` compiled for low-latency scoring of canonical records.
 
@@ -584,6 +596,9 @@ class FastScorer:
         self.estimator = estimator.description
         self._calibrate = calibrate
         self._labels = np.asarray(model.labels, dtype=object)
+        # the numeric blocks as Python lists, for ``_matrix_of_few``
+        self._numeric_lists = [_block_lists(block) for block in numeric]
+        self._derived_lists = _block_lists(derived_block) if derived_block is not None else None
         self._native_lock = threading.Lock()
         self._native_compiling = False
         # Codes by (type, value) per column: coded values repeat, and each maps to one answer.
@@ -736,6 +751,8 @@ class FastScorer:
     # ---- features ---------------------------------------------------------------------------
 
     def _matrix(self, values: dict[str, list[Any]], n: int) -> np.ndarray:
+        if n <= _FEW_ROWS:
+            return self._matrix_of_few(values, n)
         out = np.zeros((n, self.n_features_out), dtype=np.float64)
         for block in self._numeric:
             raw = np.array([values[c] for c in block.columns], dtype=np.float64).T
@@ -762,6 +779,40 @@ class FastScorer:
             hit = target >= 0
             out[rows[hit], target[hit]] = 1.0
         return out
+
+    def _matrix_of_few(self, values: dict[str, list[Any]], n: int) -> np.ndarray:
+        """``_matrix`` for a handful of rows in plain Python floats: a few dozen numpy calls on
+        one-row arrays cost more than the arithmetic. The same IEEE operations (fill, subtract,
+        divide), so the same bits."""
+        width = self.n_features_out
+        rows = [[0.0] * width for _ in range(n)]
+        for columns, fills, means, scales, start in self._numeric_lists:
+            for j, name in enumerate(columns):
+                fill, mean, scale, at = fills[j], means[j], scales[j], start + j
+                for row, value in zip(rows, values[name], strict=True):
+                    if value != value:
+                        value = fill
+                    row[at] = value if mean is None else (value - mean) / scale
+        if self._derived_lists is not None:
+            _, fills, means, scales, start = self._derived_lists
+            for j, (_name, op, a, b) in enumerate(self._derived):
+                fill, mean, scale, at = fills[j], means[j], scales[j], start + j
+                for row, left, right in zip(rows, values[a], values[b], strict=True):
+                    if op == "ratio":
+                        nan = left != left or right != right
+                        value = math.nan if nan else (left / right if right > 0 else 0.0)
+                    else:
+                        value = left - right
+                    if value != value:
+                        value = fill
+                    row[at] = value if mean is None else (value - mean) / scale
+        for enc in self._one_hot:
+            index, missing_code, unknown = enc.index, enc.fill, enc.unknown
+            for row, code in zip(rows, values[enc.column], strict=True):
+                position = index.get(missing_code if code is None else code, unknown)
+                if position >= 0:
+                    row[position] = 1.0
+        return np.array(rows, dtype=np.float64).reshape(n, width)
 
     @staticmethod
     def _fill_block(out: np.ndarray, raw: np.ndarray, block: _NumericBlock) -> None:

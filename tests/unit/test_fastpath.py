@@ -454,3 +454,19 @@ def test_native_trees_do_not_apply_to_other_estimators() -> None:
     scorer = compile_model(trained.spec, trained.model)
     assert not scorer.has_lightgbm
     assert not scorer.compile_native()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_few_rows_build_the_same_matrix_bit_for_bit(name: str) -> None:
+    """A handful of rows (the API's single records) take a plain-Python path to the matrix."""
+    trained = _trained(name)
+    records = _students(trained, n=64, seed=41)
+    values = trained.scorer.parse(records)
+    assert values is not None
+    many = trained.scorer._matrix(values, len(records))  # the numpy path
+    for start in range(0, 64, 5):
+        part = records[start : start + 5]
+        few_values = trained.scorer.parse(part)
+        assert few_values is not None
+        few = trained.scorer._matrix(few_values, len(part))
+        assert np.array_equal(few, many[start : start + len(part)], equal_nan=True)
