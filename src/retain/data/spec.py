@@ -387,6 +387,20 @@ class DatasetSpec(_Strict):
 
     def infer_stage(self, task: str, present: set[str]) -> str:
         """The latest stage of ``task`` whose features are all in ``present``."""
+        key = (task, frozenset(present))
+        known = self.stage_cache.get(key)
+        if known is None:
+            known = self._infer_stage(task, present)
+            if len(self.stage_cache) < 1024:  # requests send few distinct field sets
+                self.stage_cache[key] = known
+        return known
+
+    @cached_property
+    def stage_cache(self) -> dict[tuple[str, frozenset[str]], str]:
+        """``infer_stage`` by (task, fields present), computed once (every request asks)."""
+        return {}
+
+    def _infer_stage(self, task: str, present: set[str]) -> str:
         t = self.task(task)
         best: str | None = None
         for stage in t.stages:

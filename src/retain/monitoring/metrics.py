@@ -6,6 +6,8 @@ Metrics live in their own registry so tests and multiple apps in one process do 
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -87,6 +89,24 @@ class ServiceMetrics:
             ["kind", "status"],
             registry=self.registry,
         )
+
+
+    def count_predictions(self, model: str, version: int | None, bands: Iterable[str]) -> None:
+        """Count served predictions by band and mark the model version as served.
+
+        The labelled children are looked up once per model and band, not on every request
+        (``labels`` takes a lock and builds a key each time).
+        """
+        children = self.__dict__.setdefault("_prediction_children", {})
+        for band, count in collections.Counter(bands).items():
+            child = children.get((model, band))
+            if child is None:
+                child = children[(model, band)] = self.predictions.labels(model, band)
+            child.inc(count)
+        served = self.__dict__.setdefault("_served_versions", set())
+        if (model, version) not in served:
+            self.model_info.labels(model, str(version)).set(1)
+            served.add((model, version))
 
 
 @dataclass

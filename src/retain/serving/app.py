@@ -213,11 +213,9 @@ def create_app(
             if body.get("explain", False):
                 for out, found in zip(outputs, scored.explain(body.get("top_k", 3)), strict=True):
                     out["reasons"] = [r.to_dict() for r in found]
-            for band in ("low", "medium", "high"):
-                count = sum(1 for o in outputs if o["risk_band"] == band)
-                if count:
-                    state.metrics.predictions.labels(predictor.model_name, band).inc(count)
-            state.metrics.model_info.labels(predictor.model_name, str(predictor.version)).set(1)
+            state.metrics.count_predictions(
+                predictor.model_name, predictor.version, (o["risk_band"] for o in outputs)
+            )
             return Response(schemas.predict_response_json(outputs), media_type="application/json")
 
         async def what_if(body: Any, who: Annotated[Principal, Depends(advisor)]) -> dict[str, Any]:
