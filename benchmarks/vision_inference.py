@@ -35,7 +35,11 @@ def _frames(limit: int) -> list[bytes]:
     from retain.settings import get_settings
 
     folder = get_settings().resolved_vision_data_dir()
-    paths = sorted(folder.rglob("*.jpg"))[:: max(1, len(list(folder.rglob("*.jpg"))) // limit)] if folder.is_dir() else []
+    paths = (
+        sorted(folder.rglob("*.jpg"))[:: max(1, len(list(folder.rglob("*.jpg"))) // limit)]
+        if folder.is_dir()
+        else []
+    )
     if not paths:
         paths = sorted((ROOT / "loadtest" / "frames").glob("*.jpg"))
         print(f"no engagement data in {folder}: using {len(paths)} synthetic frames", file=sys.stderr)
@@ -68,7 +72,9 @@ def main() -> int:
     inputs = normalise(np.stack([square(im) for im in images]))
     network = engagement_network()
     model = with_probabilities(network)
-    served = OnnxEngagementModel.from_bytes(export_onnx(network), ("Engaged", "Not engaged"), threads=args.threads)
+    served = OnnxEngagementModel.from_bytes(
+        export_onnx(network), ("Engaged", "Not engaged"), threads=args.threads
+    )
     n = len(inputs)
     print(f"{n} frames, {args.threads} threads, torch {torch.__version__}, CPU cores {os.cpu_count()}")
 
@@ -79,7 +85,9 @@ def main() -> int:
             model(torch.from_numpy(inputs[i : i + 1]))
         torch_one = time.perf_counter() - started
         started = time.perf_counter()
-        expected = np.concatenate([model(torch.from_numpy(inputs[i : i + 16]))[:, 1].numpy() for i in range(0, n, 16)])
+        expected = np.concatenate(
+            [model(torch.from_numpy(inputs[i : i + 16]))[:, 1].numpy() for i in range(0, n, 16)]
+        )
         torch_batch = time.perf_counter() - started
 
     served.predict_inputs(inputs[:4])  # warm-up
@@ -102,9 +110,13 @@ def main() -> int:
     print(f"onnxruntime, batch 1                    {_rate(n, ort_one)}")
     print(f"onnxruntime, batch 16                   {_rate(n, ort_batch)}")
     print(f"end to end per upload (decode + ORT b1) {_rate(n, end_to_end)}")
-    print(f"onnxruntime / torch at batch 1: {torch_one / ort_one:.2f}x; max |ORT - torch| = {np.abs(got - expected).max():.2e}")
+    print(
+        f"onnxruntime / torch at batch 1: {torch_one / ort_one:.2f}x; max |ORT - torch| = {np.abs(got - expected).max():.2e}"
+    )
     rate = n / end_to_end
-    print(f"target >= {TARGET:.0f} images/s end to end: {'met' if rate >= TARGET else 'NOT met'} ({rate:.1f})")
+    print(
+        f"target >= {TARGET:.0f} images/s end to end: {'met' if rate >= TARGET else 'NOT met'} ({rate:.1f})"
+    )
     return 0
 
 
