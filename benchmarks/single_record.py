@@ -10,7 +10,9 @@ Trains two models with the tuned parameters (``configs/params.yaml``) through th
   and ``FastScorer.score_records([record])`` (the compiled path; results checked equal);
 * batch throughput (students/s) on 20,000 rows: ``Predictor.predict`` on a frame, the fast
   path on 20,000 records, and as a baseline the fitted estimator alone
-  (``predict_proba``/``predict``) on a matrix transformed beforehand.
+  (``predict_proba``/``predict``) on a matrix transformed beforehand;
+* for a LightGBM model, the fast path again once its forest runs as native code
+  (``FastScorer.compile_native``, one thread; risks checked identical), and the compile time.
 
     RETAIN_DATA_DIR=../shared/data python benchmarks/single_record.py
 """
@@ -119,18 +121,36 @@ def _bench(dataset: str, task_name: str, stage: str) -> None:
     fast_rate = throughput(lambda: scorer.score_records(batch_records))
     base_rate = throughput(lambda: baseline(matrix))
 
+    # the same scorer once its LightGBM forest runs as native code (retain.native_trees)
+    native_at = time.perf_counter()
+    native = scorer.compile_native(cache_dir=None, threads=1)
+    native_s = time.perf_counter() - native_at
+    native_times = native_rate = None
+    if native:
+        native_all = scorer.score_records(records)
+        assert native_all is not None and np.array_equal(native_all.risk, fast_all.risk), "native differs"
+        native_times = _latencies(lambda i: scorer.score_records([records[i % n]]), CALLS)
+        native_rate = throughput(lambda: scorer.score_records(batch_records))
+
     print(
         f"\n{name}  ({tuned.kind}, {len(model.features)} features -> {scorer.n_features_out} columns; {source})"
     )
     print(f"  compile_model: {compile_ms:.1f} ms; estimator path: {scorer.estimator}")
     print(f"  agreement on {n} records: max |risk diff| = {worst:.3g}, bands identical: {same_bands}")
     print(f"  {'one record, ' + str(CALLS) + ' calls':34s} {'median ms':>10s} {'p99 ms':>10s}")
-    for label, times in (("Predictor.predict([record])", slow), ("FastScorer.score_records([record])", fast)):
+    rows_shown = [("Predictor.predict([record])", slow), ("FastScorer.score_records([record])", fast)]
+    if native_times is not None:
+        rows_shown.append(("  ... with native trees", native_times))
+    for label, times in rows_shown:
         print(f"  {label:34s} {np.median(times):10.3f} {np.percentile(times, 99):10.3f}")
     print(f"  speed-up (median): {np.median(slow) / np.median(fast):.0f}x")
     print(f"  {'batch of ' + str(BATCH_ROWS) + ' rows':34s} {'students/s':>10s}")
     print(f"  {'Predictor.predict(frame)':34s} {full_rate:10,.0f}")
     print(f"  {'FastScorer.score_records(records)':34s} {fast_rate:10,.0f}")
+    if native_rate is not None:
+        print(
+            f"  {'  ... with native trees':34s} {native_rate:10,.0f}  (compiled in {native_s:.1f} s, same risks)"
+        )
     print(f"  {'estimator on transformed matrix':34s} {base_rate:10,.0f}  (baseline)")
 
 
