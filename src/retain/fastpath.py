@@ -308,16 +308,18 @@ class _LightGBM:
         self.native_threads = 1
 
     def __call__(self, matrix: np.ndarray) -> np.ndarray:
-        native = self.native
-        if native is not None:
-            result = native.predict(matrix, threads=self.native_threads)
-        else:  # one thread for a handful of rows: OpenMP start-up costs more than it saves
-            result = np.asarray(
-                self.booster.predict(matrix, num_threads=1 if len(matrix) < 64 else self.threads)
-            )
+        result = self.raw(matrix)
         if self.binary:  # LGBMClassifier.predict_proba's expansion
             return np.vstack((1.0 - result, result)).transpose()
         return result
+
+    def raw(self, matrix: np.ndarray) -> np.ndarray:
+        """``Booster.predict``: P(class 1) for a binary model, else what ``__call__`` returns."""
+        native = self.native
+        if native is not None:
+            return native.predict(matrix, threads=self.native_threads)
+        # one thread for a handful of rows: OpenMP start-up costs more than it saves
+        return np.asarray(self.booster.predict(matrix, num_threads=1 if len(matrix) < 64 else self.threads))
 
     def model_text(self) -> str:
         """The trees ``Booster.predict`` uses (its best iteration when one is set)."""
@@ -521,7 +523,9 @@ def _compile_calibrator(model: RiskModel) -> Callable[[np.ndarray], np.ndarray] 
         only = maps[0]
 
         def binary(proba: np.ndarray) -> np.ndarray:
-            p1 = np.clip(only(proba[:, 1]), 0.0, 1.0)
+            # ``ProbabilityCalibrator.transform`` on the positive class's column (a vector is also
+            # taken as that column: the estimator's own output, before its two-column expansion)
+            p1 = np.clip(only(proba[:, 1] if proba.ndim == 2 else proba), 0.0, 1.0)
             return np.column_stack([1 - p1, p1])
 
         return binary
@@ -841,7 +845,12 @@ class FastScorer:
     def score_matrix(self, matrix: np.ndarray) -> Scores:
         """Score an already transformed matrix (see ``transform``) with the model's rules."""
         model = self.model
-        raw = np.asarray(self._estimator.predict(matrix), dtype=float)
+        lightgbm = self._estimator.lightgbm
+        if lightgbm is not None and lightgbm.binary and self._calibrate is not None:
+            # the calibrator reads only P(class 1): skip LightGBM's two-column expansion
+            raw = np.asarray(lightgbm.raw(matrix), dtype=float)
+        else:
+            raw = np.asarray(self._estimator.predict(matrix), dtype=float)
         if model.is_classification:
             proba = self._calibrate(raw) if self._calibrate is not None else raw
             risk = proba[:, model.adverse_index]

@@ -6,7 +6,6 @@ Metrics live in their own registry so tests and multiple apps in one process do 
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -90,7 +89,6 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
-
     def count_predictions(self, model: str, version: int | None, bands: Iterable[str]) -> None:
         """Count served predictions by band and mark the model version as served.
 
@@ -98,7 +96,10 @@ class ServiceMetrics:
         (``labels`` takes a lock and builds a key each time).
         """
         children = self.__dict__.setdefault("_prediction_children", {})
-        for band, count in collections.Counter(bands).items():
+        counts: dict[str, int] = {}
+        for band in bands:
+            counts[band] = counts.get(band, 0) + 1
+        for band, count in counts.items():
             child = children.get((model, band))
             if child is None:
                 child = children[(model, band)] = self.predictions.labels(model, band)

@@ -76,8 +76,9 @@ class RiskModel:
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """Predicted class index: argmax of probabilities reweighted for the stated objective."""
-        weights = np.asarray(self.class_weights or [1.0] * proba.shape[1])
-        return np.argmax(proba * weights, axis=1)
+        if not self.class_weights:  # weights of 1.0 change nothing
+            return np.argmax(proba, axis=1)
+        return np.argmax(proba * np.asarray(self.class_weights), axis=1)
 
     def band_of(self, risk: np.ndarray) -> np.ndarray:
         medium, high = self.band_cutoffs
