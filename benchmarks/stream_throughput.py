@@ -82,8 +82,8 @@ def _passthrough(predictor: Any, records: Sequence[dict[str, Any]]) -> Any:
         }
         for student_id in record_ids(records, spec)
     ]
-    rows = [{c: r.get(c) for c in keep} for r in records]
-    return ScoredBatch(spec, predictor, list(records), outputs, rows)
+    columns = {c: [r.get(c) for r in records] for c in keep}
+    return ScoredBatch(spec, predictor, list(records), outputs, columns)
 
 
 class _Run:
@@ -274,6 +274,12 @@ def main(argv: list[str] | None = None) -> None:
     say = (lambda m: print(m, file=sys.stderr)) if args.json else print
     say(f"training dropout.dropout.semester_1 in {home} ...")
     predictor = _train(home)
+    from retain.settings import get_settings
+
+    # as a served worker would run it, its trees as native code; compiled here once, so the
+    # worker processes of the scale-out load the machine code from RETAIN_HOME's cache
+    native = predictor.compile_native(get_settings())
+    say(f"native trees: {native}")
     say(f"throughput: {args.events:,} events, batches of {args.batch_size}, Redis at {url}")
     full = _throughput(url, home, predictor, args.events, args.batch_size, passthrough=False)
     bare = _throughput(url, home, predictor, args.events, args.batch_size, passthrough=True)
@@ -285,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         "events": args.events,
         "batch_size": args.batch_size,
         "cpus": os.cpu_count(),
+        "native_trees": native,
         "worker_events_per_s": round(full),
         "passthrough_events_per_s": round(bare),
         "ratio": round(full / bare, 3),
