@@ -177,16 +177,16 @@ def create_app(
 
     def add_dataset_routes(spec: DatasetSpec) -> None:
         predict_model = schemas.predict_request_model(spec, s.api_max_batch)
-        parse_predict = schemas.predict_request_parser(spec, s.api_max_batch)
+        read_predict = schemas.predict_request_reader(spec, s.api_max_batch)
         whatif_model = schemas.whatif_request_model(spec)
         documented.append(predict_model)
 
         async def predict(request: Request, who: Annotated[Principal, Depends(advisor)]) -> Response:
-            # The body is validated straight from its bytes into plain dicts by the same rules as
-            # the documented model (``schemas.predict_request_parser``), and the answer is
-            # serialised once with orjson: no model objects built, dumped and re-validated.
+            # The body is read into plain dicts by the documented model's rules (plain JSON checked
+            # in one pass, anything else through pydantic: ``schemas.predict_request_reader``), and
+            # the answer is serialised once with orjson: no model objects built, dumped, re-validated.
             try:
-                body = parse_predict.validate_json(await request.body())
+                body = read_predict(await request.body())
             except ValidationError as exc:
                 raise RequestValidationError(
                     [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]

@@ -8,6 +8,7 @@ the field and the student.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, NotRequired, Required
 
 import orjson
@@ -42,6 +43,21 @@ def _field_type(col: Column) -> Any:
     if col.type is ColumnType.boolean:
         return int | bool | None
     return float | None
+
+
+_NONE = type(None)
+
+
+def _plain_types(col: Column) -> frozenset[type]:
+    """The JSON value types that ``_field_type`` takes as they are (pydantic changes none of them,
+    or only an int to the float it stands for); anything else goes through pydantic."""
+    if col.type is ColumnType.categorical:
+        return frozenset({str, int, _NONE})
+    if col.type is ColumnType.string:
+        return frozenset({str, _NONE})
+    if col.type is ColumnType.boolean:
+        return frozenset({int, bool, _NONE})
+    return frozenset({float, int, _NONE})
 
 
 def _schema_extra(col: Column) -> dict[str, Any] | None:
@@ -150,6 +166,65 @@ def _typed_dict(name: str, fields: dict[str, Any]) -> Any:
     made = factory(name, fields)
     made.__pydantic_config__ = ConfigDict(extra="forbid")
     return made
+
+
+def predict_request_reader(
+    spec: DatasetSpec, max_batch: int, parser: TypeAdapter[PredictRequest] | None = None
+) -> Callable[[bytes], PredictRequest]:
+    """Read a predict body: the request as plain data, or pydantic's ``ValidationError``.
+
+    A body whose every value already has a type the documented model keeps as it is (a code as
+    a string or an integer, a number as a float or an integer, no unknown field, every limit
+    kept) is read with orjson and checked here in one pass; anything else, valid or not, goes
+    through ``predict_request_parser``, so every error and every coercion is pydantic's. A
+    number sent as an integer stays an integer here where pydantic would make it a float; the
+    scoring reads both as the same float. Codes and ranges are checked by the scoring's
+    validation either way.
+    """
+    full = parser or predict_request_parser(spec, max_batch)
+    fields = {"student_id": frozenset({str, _NONE})}
+    fields.update({col.name: _plain_types(col) for col in spec.columns if col.role != "target"})
+    allowed = frozenset(fields)
+    envelope = frozenset({"students", *_request_fields(spec, max_batch)})
+
+    def plain(body: bytes) -> PredictRequest | None:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if type(data) is not dict or not data.keys() <= envelope:
+            return None
+        students = data.get("students")
+        if type(students) is not list or not 1 <= len(students) <= max_batch:
+            return None
+        for name in ("task", "stage", "event_id"):
+            value = data.get(name)
+            if value is not None and type(value) is not str:
+                return None
+        event_id = data.get("event_id")
+        if event_id is not None and len(event_id) > 200:
+            return None
+        if type(data.get("explain", False)) is not bool:
+            return None
+        top_k = data.get("top_k", 3)
+        if type(top_k) is not int or not 1 <= top_k <= 10:
+            return None
+        for student in students:
+            if type(student) is not dict or not student.keys() <= allowed:
+                return None
+            for name, value in student.items():
+                if type(value) not in fields[name]:
+                    return None
+            sid = student.get("student_id")
+            if sid is not None and len(sid) > 200:
+                return None
+        request: PredictRequest = data  # type: ignore[assignment]
+        return request
+
+    def read(body: bytes) -> PredictRequest:
+        return plain(body) or full.validate_json(body)
+
+    return read
 
 
 def predict_request_parser(spec: DatasetSpec, max_batch: int) -> TypeAdapter[PredictRequest]:

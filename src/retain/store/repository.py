@@ -390,10 +390,20 @@ def _prediction_text(value: str | float | int | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _clean_features(features: Mapping[str, Any] | None, student_id: str) -> dict[str, Any] | None:
+_PLAIN_FEATURE_TYPES = frozenset({float, str, type(None)})
+
+
+def _clean_features(features: Mapping[str, Any] | None, student_id: str) -> Mapping[str, Any] | None:
     """Features as JSON with the student id (by name or by value) removed."""
     if features is None:
         return None
+    values = features.values()
+    if (
+        "student_id" not in features
+        and student_id not in values
+        and set(map(type, values)) <= _PLAIN_FEATURE_TYPES
+    ):
+        return features  # already clean (the JSON encoder writes NaN and infinities as null)
     out: dict[str, Any] = {}
     for name, raw in features.items():
         if name == "student_id":
