@@ -23,7 +23,9 @@ from retain.store.repository import PredictionWriter, Scope, Store
 
 @pytest.fixture(scope="module")
 def trained_home(copy_trained_home: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_trained_home(tmp_path_factory.mktemp("batching-home"), ("dropout", "dropout", "semester_1", 800))
+    return copy_trained_home(
+        tmp_path_factory.mktemp("batching-home"), ("dropout", "dropout", "semester_1", 800)
+    )
 
 
 @pytest.fixture
@@ -42,9 +44,7 @@ def _students(n: int, seed: int) -> list[dict[str, Any]]:
     return records
 
 
-def _run(
-    batcher: PredictionBatcher, predictor: Predictor, requests: list[list[dict[str, Any]]]
-) -> list[Any]:
+def _run(batcher: PredictionBatcher, predictor: Predictor, requests: list[list[dict[str, Any]]]) -> list[Any]:
     async def all_at_once() -> list[Any]:
         calls = [batcher.predict(predictor, records, [None] * len(records)) for records in requests]
         return list(await asyncio.gather(*calls, return_exceptions=True))
