@@ -286,15 +286,17 @@ def test_get_prediction_scoped(store: Store) -> None:
 
 
 def test_keys_store_only_hashes(store: Store) -> None:
-    key_id, secret = store.create_key("advisor", programmes=["nursing"], caseload=["s9"], scope=ADMIN)
+    # a raw id long enough that the random key prefix stored beside it cannot contain it by chance
+    raw = "S-RAW-CASELOAD-0009"
+    key_id, secret = store.create_key("advisor", programmes=["nursing"], caseload=[raw], scope=ADMIN)
     assert secret.startswith("rtn_")
     with store.engine.connect() as conn:
         dump = str(conn.execute(text("SELECT * FROM api_keys")).all())
-    assert secret not in dump and secret[10:] not in dump and "s9" not in dump
+    assert secret not in dump and secret[10:] not in dump and raw not in dump
     principal = store.authenticate(secret)
     assert principal is not None
     assert principal.key_id == key_id and principal.role == "advisor"
-    assert principal.programmes == ("nursing",) and principal.caseload == (pseudonymize("s9"),)
+    assert principal.programmes == ("nursing",) and principal.caseload == (pseudonymize(raw),)
     assert principal.scope.actor == key_id
     assert store.authenticate("rtn_wrong") is None and store.authenticate("") is None
     assert store.audit_entries(action="key.create")[0].actor == "tester"
