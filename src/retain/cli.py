@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -1037,18 +1038,31 @@ def serve(
     _quiet_libraries()
     import uvicorn
 
+    from retain.monitoring.metrics import MULTIPROCESS_ENV, multiprocess_dir
     from retain.settings import get_settings
 
     s = get_settings()
-    uvicorn.run(
-        "retain.serving.app:create_app",
-        factory=True,
-        host=host or s.api_host,
-        port=port or s.api_port,
-        workers=workers or s.api_workers,
-        log_level="warning",
-        access_log=False,
-    )
+    n = workers or s.api_workers
+
+    def run() -> None:
+        uvicorn.run(
+            "retain.serving.app:create_app",
+            factory=True,
+            host=host or s.api_host,
+            port=port or s.api_port,
+            workers=n,
+            log_level="warning",
+            access_log=False,
+        )
+
+    os.environ["RETAIN_API_WORKERS"] = str(n)  # the workers share the CPUs (Settings.api_predict_threads)
+    if n == 1 or multiprocess_dir() is not None:  # one process, or the caller's own metrics folder
+        run()
+        return
+    # Several workers: their metrics meet in a fresh folder, so /metrics reports all of them
+    with tempfile.TemporaryDirectory(prefix="retain-metrics-") as folder:
+        os.environ[MULTIPROCESS_ENV] = folder
+        run()
 
 
 # ----------------------------------------------------------------------------- dashboard

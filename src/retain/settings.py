@@ -232,6 +232,10 @@ class Settings(BaseSettings):
     def resolved_predict_threads(self) -> int:
         return self.predict_threads or os.cpu_count() or 1
 
+    def api_predict_threads(self) -> int:
+        """Threads for one large batch in an API worker: the CPUs shared among the workers."""
+        return self.predict_threads or max(1, (os.cpu_count() or 1) // max(1, self.api_workers))
+
     @property
     def mlflow_dir(self) -> Path:
         return self.home / "mlflow"

@@ -1,4 +1,5 @@
-"""The API as users run it: a real uvicorn process, a real PostgreSQL store, a real HTTP client.
+"""The API as users run it: a real uvicorn server of two worker processes, a real PostgreSQL store,
+a real HTTP client.
 
 Also scans the server's log output and every stored row for the raw student ids it sent.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, inspect, text
 
 from retain.data.spec import load_spec
@@ -70,7 +72,7 @@ def server(
     log_path = home / "server.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "retain"), "serve", "--port", str(port)],
+        [str(Path(sys.executable).parent / "retain"), "serve", "--port", str(port), "--workers", "2"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -229,3 +231,32 @@ def test_a_real_prometheus_scrapes_the_api(server: tuple[str, str, str, Path], t
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def _predictions_counted(base: str) -> float:
+    """``retain_predictions_total`` summed over its labels, from one scrape on a new connection
+    (so successive scrapes may reach different workers)."""
+    text_ = httpx.get(f"{base}/metrics", headers={"Connection": "close"}, timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text_)
+        if family.name == "retain_predictions"
+        for sample in family.samples
+        if sample.name == "retain_predictions_total"
+    )
+
+
+def test_every_scrape_counts_the_predictions_of_both_workers(server: tuple[str, str, str, Path]) -> None:
+    base, advisor_key, _, _ = server
+    before = [_predictions_counted(base) for _ in range(6)]
+    assert len(set(before)) == 1, f"scrapes disagree: {before}"
+    sent = 30
+    for student in _students(sent):  # a new connection each: the kernel spreads them over workers
+        httpx.post(
+            f"{base}/v1/dropout/predict",
+            json={"students": [student], "task": "dropout"},
+            headers={"X-API-Key": advisor_key, "Connection": "close"},
+            timeout=30,
+        ).raise_for_status()
+    after = [_predictions_counted(base) for _ in range(6)]
+    assert after == [before[0] + sent] * 6

@@ -2,14 +2,30 @@
 
 The API, the stream worker, the alert rules and the Grafana dashboards all follow this list.
 Metrics live in their own registry so tests and multiple apps in one process do not collide.
+
+An API served by several worker processes (``retain serve --workers N``) keeps its metrics in
+prometheus_client's multiprocess mode: ``retain serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a
+fresh folder before the workers start, each worker writes its values there, and whichever worker
+answers ``GET /metrics`` reports the sum over all of them (``ServiceMetrics.exposition``), so a
+scrape never sees one worker's share as the whole. Gauges say how they combine across workers.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The folder the workers of a multi-process server share their metrics through, if any."""
+    return os.environ.get(MULTIPROCESS_ENV) or None
+
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -45,36 +61,42 @@ class ServiceMetrics:
             "Served model versions (value 1 per loaded version).",
             ["model", "version"],
             registry=self.registry,
+            multiprocess_mode="max",  # served by any worker
         )
         self.drift_share = Gauge(
             "retain_drift_share",
             "Share of judged features drifted in the latest drift check (NaN: not enough data).",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",  # the latest check, whichever worker ran it
         )
         self.feature_drift = Gauge(
             "retain_feature_drift",
             "1 when the feature drifted in the latest drift check, 0 when not.",
             ["model", "feature"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",  # the latest check, whichever worker ran it
         )
         self.prediction_drift = Gauge(
             "retain_prediction_drift",
             "1 when the model's outputs drifted in the latest drift check.",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",  # the latest check, whichever worker ran it
         )
         self.live_metric = Gauge(
             "retain_live_metric",
             "Metrics on recorded outcomes, latest judged period, by model version.",
             ["dataset", "task", "version", "metric"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",  # the latest check, whichever worker ran it
         )
         self.alerts = Gauge(
             "retain_monitoring_alerts",
             "Alerts raised by the latest performance check (floor, fairness gap).",
             ["dataset", "task"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",  # the latest check, whichever worker ran it
         )
         self.gate_decisions = Counter(
             "retain_gate_decisions_total",
@@ -88,6 +110,16 @@ class ServiceMetrics:
             ["kind", "status"],
             registry=self.registry,
         )
+
+    def exposition(self) -> bytes:
+        """The text a Prometheus scrape gets: this registry, or, under a multi-process server,
+        every worker's values combined."""
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined, path=path)
+        return generate_latest(combined)
 
     def count_predictions(self, model: str, version: int | None, bands: Iterable[str]) -> None:
         """Count served predictions by band and mark the model version as served.

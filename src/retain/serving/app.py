@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from mlflow.exceptions import MlflowException
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
@@ -569,7 +569,7 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"])
     async def metrics() -> Response:
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/ping", tags=["operations"], summary="Trivial authenticated endpoint (benchmarks).")
     async def ping(who: Annotated[Principal, Depends(advisor)]) -> dict[str, str]:

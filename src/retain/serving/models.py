@@ -110,7 +110,8 @@ class ModelCache:
             self._entries[name] = _Entry(predictor, now)
         _freeze_heap()
         # LightGBM answers until the native code is ready (same predictions); never on a request
-        predictor.compile_native(self.settings or get_settings(), background=True)
+        settings = self.settings or get_settings()
+        predictor.compile_native(settings, background=True, threads=settings.api_predict_threads())
         return predictor
 
     def invalidate(self, name: str | None = None) -> None:
