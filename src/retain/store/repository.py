@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from retain.privacy import pseudonymize, pseudonymizer
 from retain.settings import Settings, get_settings
-from retain.store.db import WRITE_OPTION, make_engine, session_factory, upgrade
+from retain.store.db import WRITE_OPTION, WriterQueue, make_engine, session_factory, upgrade
 from retain.store.models import (
     ApiKey,
     AuditLog,
@@ -580,6 +580,7 @@ class PredictionWriter:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._connection: Any = None
+        self._queue = WriterQueue(store.engine)
 
     def __enter__(self) -> PredictionWriter:
         return self
@@ -597,18 +598,21 @@ class PredictionWriter:
         dialect = store.engine.dialect
         connection = self._connection or self._connect()
         try:
-            cursor = connection.cursor()
-            try:
-                if dialect.name == "sqlite":  # writers queue on the busy timeout, not fail
-                    cursor.execute("BEGIN IMMEDIATE")
-                cursor.executemany(sql, prepared.values)
-                inserted = cursor.rowcount
-                found = (
-                    _existing_raw(cursor, dialect, prepared.keys) if inserted != len(prepared.values) else {}
-                )
-            finally:
-                cursor.close()
-            connection.commit()
+            with self._queue.turn():  # other processes' prediction writers wait in the kernel
+                cursor = connection.cursor()
+                try:
+                    if dialect.name == "sqlite":  # other writers queue on the busy timeout, not fail
+                        cursor.execute("BEGIN IMMEDIATE")
+                    cursor.executemany(sql, prepared.values)
+                    inserted = cursor.rowcount
+                    found = (
+                        _existing_raw(cursor, dialect, prepared.keys)
+                        if inserted != len(prepared.values)
+                        else {}
+                    )
+                finally:
+                    cursor.close()
+                connection.commit()
         except BaseException as exc:
             self._discard()
             if isinstance(exc, dialect.loaded_dbapi.Error):
@@ -639,6 +643,7 @@ class PredictionWriter:
 
     def close(self) -> None:
         """Return the connection to the pool (with SQLite's default page cache again)."""
+        self._queue.close()
         connection, self._connection = self._connection, None
         if connection is None:
             return
