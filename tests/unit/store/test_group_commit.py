@@ -57,6 +57,26 @@ def test_repeated_event_in_one_group_is_stored_once(tmp_path: Path) -> None:
     assert first[0].created and not first[1].created
 
 
+def test_a_large_group_goes_in_chunks_with_repeats_across_them_stored_once(tmp_path: Path) -> None:
+    # 1,000 rows go in as statements of 512, 256, 128, 64, 32 and 8 rows; row 700 repeats an
+    # event id of the first chunk, row 999 one stored by an earlier group
+    store = Store.open(f"sqlite:///{tmp_path / 'g.db'}")
+    with store.prediction_writer() as writer:
+        earlier = writer.write([_record(5000, "before")])
+        rows = [_record(i) for i in range(1000)]
+        rows[700] = _record(700, "evt-3")
+        rows[999] = _record(999, "before")
+        stored = writer.write(rows)
+    assert len(stored) == 1000
+    assert [s.created for s in stored].count(False) == 2
+    assert stored[700].id == stored[3].id and not stored[700].created
+    assert stored[999].id == earlier[0].id and not stored[999].created
+    assert stored[998].student_id == "S0998" and stored[998].created
+    page = store.caseload("dropout", scope=Scope.admin(), limit=1)
+    assert page.total == 1000 - 2 + 1  # 998 new students (700 and 999 repeated events) + S5000
+    store.close()
+
+
 def test_a_failed_commit_fails_every_waiting_request_then_the_writer_recovers(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'g.db'}")
     writer = GroupCommitWriter(store)
