@@ -666,7 +666,7 @@ def _prediction_insert_sql(dialect: Any, rows: int) -> str:
     )
 
 
-_CHUNK_ROWS = 512
+_CHUNK_ROWS = 128
 
 
 def _insert_in_chunks(cursor: Any, statement: Callable[[int], str], values: Sequence[tuple[Any, ...]]) -> int:
@@ -675,11 +675,11 @@ def _insert_in_chunks(cursor: Any, statement: Callable[[int], str], values: Sequ
 
     The sqlite3 module lets go of the GIL around every step of a statement, and ``executemany``
     steps once per row. Each time, the writer thread must win the GIL back from the event loop,
-    which under load holds it until the switch interval (5 ms) asks it to let go: measured
-    beside a busy Python thread, 194 µs a row for a 1,000-row ``executemany`` against 70 in
-    chunks. The chunks are 512 rows, then the remainder's binary digits (1,000 rows: 512, 256,
-    128, 64, 32, 8), so there are only ten statement texts, each compiled once and kept in the
-    connection's statement cache.
+    which under load holds it until it next waits or the switch interval (5 ms) asks it to let
+    go. Chunks of 128 rows take about 1% of those hand-overs and, unlike chunks of 512, cost
+    SQLite no more CPU a row than ``executemany`` (``benchmarks/store_writes.py``). After the
+    full chunks, the remainder's binary digits (1,000 rows: 7 x 128, 64, 32, 8), so there are
+    only eight statement texts, each compiled once and kept in the connection's statement cache.
     """
     inserted = 0
     start = 0

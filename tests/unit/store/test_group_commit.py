@@ -58,8 +58,8 @@ def test_repeated_event_in_one_group_is_stored_once(tmp_path: Path) -> None:
 
 
 def test_a_large_group_goes_in_chunks_with_repeats_across_them_stored_once(tmp_path: Path) -> None:
-    # 1,000 rows go in as statements of 512, 256, 128, 64, 32 and 8 rows; row 700 repeats an
-    # event id of the first chunk, row 999 one stored by an earlier group
+    # 1,000 rows go in as statements of 128 rows (seven), 64, 32 and 8; row 700 repeats an event
+    # id of the first chunk, row 999 one stored by an earlier group
     store = Store.open(f"sqlite:///{tmp_path / 'g.db'}")
     with store.prediction_writer() as writer:
         earlier = writer.write([_record(5000, "before")])
