@@ -603,10 +603,10 @@ class PredictionWriter:
                 try:
                     if dialect.name == "sqlite":  # other writers queue on the busy timeout, not fail
                         cursor.execute("BEGIN IMMEDIATE")
-                        inserted = _insert_in_chunks(cursor, store._prediction_insert_rows, prepared.values)
-                    else:
-                        cursor.executemany(sql, prepared.values)
-                        inserted = cursor.rowcount
+                    # one step a row; multi-row statements would step less often, but cost more CPU a
+                    # row, and measured slower with two workers (benchmarks/store_writes.py)
+                    cursor.executemany(sql, prepared.values)
+                    inserted = cursor.rowcount
                     found = (
                         _existing_raw(cursor, dialect, prepared.keys)
                         if inserted != len(prepared.values)
@@ -664,33 +664,6 @@ def _prediction_insert_sql(dialect: Any, rows: int) -> str:
         f"INSERT INTO {Prediction.__tablename__} ({', '.join(_PREDICTION_COLUMNS)}) "
         f"VALUES {', '.join([row] * rows)} ON CONFLICT (dataset, event_id) DO NOTHING"
     )
-
-
-_CHUNK_ROWS = 128
-
-
-def _insert_in_chunks(cursor: Any, statement: Callable[[int], str], values: Sequence[tuple[Any, ...]]) -> int:
-    """Insert ``values`` with multi-row ``INSERT ... VALUES (...), (...)`` statements; the count
-    inserted.
-
-    The sqlite3 module lets go of the GIL around every step of a statement, and ``executemany``
-    steps once per row. Each time, the writer thread must win the GIL back from the event loop,
-    which under load holds it until it next waits or the switch interval (5 ms) asks it to let
-    go. Chunks of 128 rows take about 1% of those hand-overs and, unlike chunks of 512, cost
-    SQLite no more CPU a row than ``executemany`` (``benchmarks/store_writes.py``). After the
-    full chunks, the remainder's binary digits (1,000 rows: 7 x 128, 64, 32, 8), so there are
-    only eight statement texts, each compiled once and kept in the connection's statement cache.
-    """
-    inserted = 0
-    start = 0
-    while start < len(values):
-        left = len(values) - start
-        size = _CHUNK_ROWS if left >= _CHUNK_ROWS else 1 << (left.bit_length() - 1)
-        chunk = values[start : start + size]
-        cursor.execute(statement(size), [value for row in chunk for value in row])
-        inserted += cursor.rowcount
-        start += size
-    return inserted
 
 
 def _existing_raw(cursor: Any, dialect: Any, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
@@ -1084,14 +1057,6 @@ class Store(MonitoringRecords):
         result = (sql, (processor("probabilities"), processor("features"), processor("created_at")))
         self.__dict__["_prediction_insert_cache"] = result
         return result
-
-    def _prediction_insert_rows(self, rows: int) -> str:
-        """The insert of ``_prediction_insert`` for ``rows`` rows in one statement."""
-        statements: dict[int, str] = self.__dict__.setdefault("_prediction_insert_rows_cache", {})
-        sql = statements.get(rows)
-        if sql is None:
-            sql = statements[rows] = _prediction_insert_sql(self.engine.dialect, rows)
-        return sql
 
     def prediction_window(
         self,

@@ -57,9 +57,8 @@ def test_repeated_event_in_one_group_is_stored_once(tmp_path: Path) -> None:
     assert first[0].created and not first[1].created
 
 
-def test_a_large_group_goes_in_chunks_with_repeats_across_them_stored_once(tmp_path: Path) -> None:
-    # 1,000 rows go in as statements of 128 rows (seven), 64, 32 and 8; row 700 repeats an event
-    # id of the first chunk, row 999 one stored by an earlier group
+def test_a_large_group_with_repeated_event_ids_stores_each_once(tmp_path: Path) -> None:
+    # row 700 repeats the event id of row 3, row 999 one stored by an earlier group
     store = Store.open(f"sqlite:///{tmp_path / 'g.db'}")
     with store.prediction_writer() as writer:
         earlier = writer.write([_record(5000, "before")])
