@@ -1056,13 +1056,19 @@ def serve(
         )
 
     os.environ["RETAIN_API_WORKERS"] = str(n)  # the workers share the CPUs (Settings.api_predict_threads)
-    if n == 1 or multiprocess_dir() is not None:  # one process, or the caller's own metrics folder
+    own = multiprocess_dir()
+    if own is not None:  # the caller's own metrics folder (prometheus_client needs it to exist)
+        Path(own).mkdir(parents=True, exist_ok=True)
+    if n == 1 or own is not None:
         run()
         return
     # Several workers: their metrics meet in a fresh folder, so /metrics reports all of them
     with tempfile.TemporaryDirectory(prefix="retain-metrics-") as folder:
         os.environ[MULTIPROCESS_ENV] = folder
-        run()
+        try:
+            run()
+        finally:
+            del os.environ[MULTIPROCESS_ENV]  # the folder goes with the server
 
 
 # ----------------------------------------------------------------------------- dashboard
