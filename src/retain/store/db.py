@@ -131,10 +131,8 @@ class WriterQueue:
 
     def __init__(self, engine: Engine) -> None:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
-        usable = fcntl is not None and database not in (None, "", ":memory:")
-        self.path = (
-            None if not usable or str(database).startswith("file:") else Path(f"{database}-writers.lock")
-        )
+        on_disk = bool(database) and database != ":memory:" and not str(database).startswith("file:")
+        self.path = Path(f"{database}-writers.lock") if fcntl is not None and on_disk else None
         self._fd: int | None = None
 
     @contextmanager
