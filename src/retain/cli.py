@@ -1031,7 +1031,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default: RETAIN_API_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: RETAIN_API_PORT).")] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes (default: RETAIN_API_WORKERS).")
+        int | None, typer.Option(min=1, help="Worker processes (default: RETAIN_API_WORKERS).")
     ] = None,
 ) -> None:
     """Start the prediction API under uvicorn."""

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     dashboard_api_url: str = Field(
         default="http://127.0.0.1:8000", description="The API the dashboard talks to."
     )
-    api_workers: int = 1
+    api_workers: int = Field(default=1, ge=1, description="Uvicorn worker processes of `retain serve`.")
     api_max_batch: int = Field(default=10_000, description="Most students in one predict request.")
     api_max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest accepted request body.")
     api_cors_origins: list[str] = Field(default_factory=list)

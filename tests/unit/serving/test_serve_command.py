@@ -72,3 +72,9 @@ def test_the_callers_metrics_folder_is_used_and_made_if_missing(
     (call,) = started
     assert call["metrics"] == str(folder) and call["metrics_exists"]
     assert folder.is_dir()  # the caller's: left in place
+
+
+def test_fewer_than_one_worker_is_refused(started: list[dict[str, Any]]) -> None:
+    result = CliRunner().invoke(app, ["serve", "--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output
+    assert started == []
