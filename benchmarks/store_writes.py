@@ -72,7 +72,9 @@ def _insert_in_chunks(cursor: Any, dialect: Any, values: list[tuple[Any, ...]], 
         left = len(values) - start
         size = chunk if left >= chunk else 1 << (left.bit_length() - 1)
         rows = values[start : start + size]
-        cursor.execute(_prediction_insert_sql(dialect, size), [value for row in rows for value in row])
+        cursor.execute(
+            _prediction_insert_sql(dialect.paramstyle, size), [value for row in rows for value in row]
+        )
         inserted += cursor.rowcount
         start += size
     return inserted

@@ -4,7 +4,6 @@
 page documents every field. All scoring goes through ``retain.predictor.Predictor``.
 """
 
-import hashlib
 import time
 from typing import Annotated, Any
 
@@ -17,7 +16,6 @@ from mlflow.exceptions import MlflowException
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import OperationalError
-from starlette.concurrency import run_in_threadpool
 
 from retain import __version__
 from retain.data.spec import DatasetSpec, SpecError, list_specs, load_spec
@@ -32,7 +30,7 @@ from retain.serving.jobs import JobRunner
 from retain.serving.loop import add_loop_routes
 from retain.serving.middleware import LimitsAndMetrics
 from retain.serving.models import ModelCache
-from retain.serving.security import Authenticator, Principal, has_role
+from retain.serving.security import Authenticator, KeyCache, Principal, has_role
 from retain.serving.vision_routes import add_vision_routes
 from retain.settings import Settings, get_settings
 from retain.store.group_commit import GroupCommitWriter
@@ -48,6 +46,7 @@ class _State:
     def __init__(self, settings: Settings, auth: Authenticator, store: Store) -> None:
         self.settings = settings
         self.auth = auth
+        self.keys = KeyCache(auth, settings.api_key_cache_seconds)
         self.store = store
         self.writer = GroupCommitWriter(store)
         self.batcher = PredictionBatcher(self.writer)
@@ -125,25 +124,14 @@ def create_app(
         ]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    auth_cache: dict[str, tuple[Principal, float]] = {}
-
     # The dependencies are ``async``: a cached key costs a dict lookup, and a sync dependency would
-    # cost a thread-pool hop on every request. Only a cache miss goes to the key store, off the loop.
+    # cost a thread-pool hop on every request. Only a lookup goes to the key store, off the loop.
     async def principal(key: Annotated[str | None, Depends(_api_key)]) -> Principal:
         if not key:
             raise HTTPException(401, "missing X-API-Key header")
-        now = time.monotonic()
-        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
-        cached = auth_cache.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        found = await run_in_threadpool(state.auth.authenticate, key)
+        found = await state.keys.principal(key)
         if found is None:
-            auth_cache.pop(digest, None)
             raise HTTPException(401, "unknown, expired or revoked API key")
-        if len(auth_cache) > 10_000:
-            auth_cache.clear()
-        auth_cache[digest] = (found, now + s.api_key_cache_seconds)
         return found
 
     async def advisor(p: Annotated[Principal, Depends(principal)]) -> Principal:

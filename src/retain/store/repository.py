@@ -9,6 +9,7 @@ prediction echo the caller's id back without storing it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -603,9 +604,16 @@ class PredictionWriter:
                 try:
                     if dialect.name == "sqlite":  # other writers queue on the busy timeout, not fail
                         cursor.execute("BEGIN IMMEDIATE")
-                    # one step a row; multi-row statements would step less often, but cost more CPU a
-                    # row, and measured slower with two workers (benchmarks/store_writes.py)
-                    cursor.executemany(sql, prepared.values)
+                    values = prepared.values
+                    if len(values) <= SMALL_GROUP_ROWS:
+                        # one statement, one step: the driver gives up the GIL once, not once a row
+                        # (each time it has to win it back from the busy event loop)
+                        flat = [value for row in values for value in row]
+                        cursor.execute(_prediction_insert_sql(dialect.paramstyle, len(values)), flat)
+                    else:
+                        # one step a row, but less CPU a row than multi-row statements, which
+                        # measured slower for large groups (benchmarks/store_writes.py)
+                        cursor.executemany(sql, values)
                     inserted = cursor.rowcount
                     found = (
                         _existing_raw(cursor, dialect, prepared.keys)
@@ -655,10 +663,15 @@ class PredictionWriter:
         connection.close()
 
 
-def _prediction_insert_sql(dialect: Any, rows: int) -> str:
+SMALL_GROUP_ROWS = 64
+"""Groups of at most this many predictions are written by one multi-row statement."""
+
+
+@functools.lru_cache(maxsize=2 * SMALL_GROUP_ROWS)
+def _prediction_insert_sql(paramstyle: str, rows: int) -> str:
     """``INSERT`` of ``rows`` predictions (all columns but none generated), skipping an event id
     stored before."""
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    marker = "?" if paramstyle == "qmark" else "%s"
     row = f"({', '.join([marker] * len(_PREDICTION_COLUMNS))})"
     return (
         f"INSERT INTO {Prediction.__tablename__} ({', '.join(_PREDICTION_COLUMNS)}) "
@@ -1048,7 +1061,7 @@ class Store(MonitoringRecords):
         if dialect.name not in ("sqlite", "postgresql"):
             raise NotImplementedError(f"the store supports SQLite and PostgreSQL, not {dialect.name}")
         table = cast(Table, Prediction.__table__)
-        sql = _prediction_insert_sql(dialect, 1)
+        sql = _prediction_insert_sql(dialect.paramstyle, 1)
 
         def processor(column: str) -> Callable[[Any], Any]:
             bind = table.c[column].type._cached_bind_processor(dialect)

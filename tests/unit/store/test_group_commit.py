@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from retain.store.group_commit import GroupCommitWriter
-from retain.store.repository import PredictionRecord, Scope, Store
+from retain.store.repository import SMALL_GROUP_ROWS, PredictionRecord, Scope, Store
 
 
 def _record(i: int, event: str | None = None) -> PredictionRecord:
@@ -57,22 +57,25 @@ def test_repeated_event_in_one_group_is_stored_once(tmp_path: Path) -> None:
     assert first[0].created and not first[1].created
 
 
-def test_a_large_group_with_repeated_event_ids_stores_each_once(tmp_path: Path) -> None:
-    # row 700 repeats the event id of row 3, row 999 one stored by an earlier group
+@pytest.mark.parametrize("n", [SMALL_GROUP_ROWS, SMALL_GROUP_ROWS + 1, 1000])
+def test_a_group_with_repeated_event_ids_stores_each_once(tmp_path: Path, n: int) -> None:
+    # small groups go as one multi-row statement, larger ones row by row: the same results.
+    # Row ``again`` repeats the event id of row 3, the last row one stored by an earlier group.
     store = Store.open(f"sqlite:///{tmp_path / 'g.db'}")
+    again = n * 7 // 10
     with store.prediction_writer() as writer:
         earlier = writer.write([_record(5000, "before")])
-        rows = [_record(i) for i in range(1000)]
-        rows[700] = _record(700, "evt-3")
-        rows[999] = _record(999, "before")
+        rows = [_record(i) for i in range(n)]
+        rows[again] = _record(again, "evt-3")
+        rows[n - 1] = _record(n - 1, "before")
         stored = writer.write(rows)
-    assert len(stored) == 1000
+    assert len(stored) == n
     assert [s.created for s in stored].count(False) == 2
-    assert stored[700].id == stored[3].id and not stored[700].created
-    assert stored[999].id == earlier[0].id and not stored[999].created
-    assert stored[998].student_id == "S0998" and stored[998].created
+    assert stored[again].id == stored[3].id and not stored[again].created
+    assert stored[n - 1].id == earlier[0].id and not stored[n - 1].created
+    assert stored[n - 2].student_id == f"S{n - 2:04d}" and stored[n - 2].created
     page = store.caseload("dropout", scope=Scope.admin(), limit=1)
-    assert page.total == 1000 - 2 + 1  # 998 new students (700 and 999 repeated events) + S5000
+    assert page.total == n - 2 + 1  # n - 2 new students (two repeated events) + S5000
     store.close()
 
 
