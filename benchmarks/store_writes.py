@@ -11,7 +11,9 @@ them) once, then times ``BEGIN IMMEDIATE``, the insert and ``COMMIT`` on a fresh
 3. the same three while another thread runs Python code non-stop, as the API's event loop does
    under load: the sqlite3 module lets go of the GIL at every step and must win it back;
 4. ``executemany`` without the per-student index (``ix_predictions_dataset_student_created``):
-   what the random index page each student's row dirties costs, in the insert and the commit.
+   what the random index page each student's row dirties costs, in the insert and the commit;
+5. ``executemany`` with SQLite's default WAL checkpoint (every 1,000 pages) instead of the
+   store's (``retain.store.db.WAL_CHECKPOINT_PAGES``).
 
 Prints microseconds a row: the writer thread's wall time (insert, commit) and the process's CPU.
 
@@ -31,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from retain.store.db import WAL_CHECKPOINT_PAGES
 from retain.store.repository import PredictionRecord, Store, _prediction_insert_sql
 
 
@@ -88,7 +91,7 @@ def _busy(stop: threading.Event) -> None:
 
 
 def _run(
-    groups: list[list[PredictionRecord]], insert: str, busy: bool, student_index: bool
+    groups: list[list[PredictionRecord]], insert: str, busy: bool, student_index: bool, checkpoint: int
 ) -> tuple[float, float, float]:
     """Microseconds a row: insert, commit, process CPU."""
     folder = Path(tempfile.mkdtemp(prefix="retain-store-bench-"))
@@ -96,6 +99,7 @@ def _run(
     connection = store.engine.raw_connection()
     cursor = connection.cursor()
     cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={checkpoint}")
     if not student_index:
         cursor.execute("DROP INDEX ix_predictions_dataset_student_created")
     sql = store._prediction_insert()[0]
@@ -149,20 +153,22 @@ def main() -> int:
         f"groups of {args.rows} predictions on a fresh SQLite store: {args.groups} a run "
         f"({max(1, args.groups // 10)} beside a busy thread), medians of {args.repeats} runs in rotation"
     )
+    shipped = WAL_CHECKPOINT_PAGES
     variants = [
-        ("executemany (shipped, the baseline)", "executemany", False, True),
-        ("multi-row chunks of 128", "chunks", False, True),
-        ("multi-row chunks of 512", "chunks512", False, True),
-        ("executemany, beside a busy Python thread", "executemany", True, True),
-        ("multi-row chunks of 128, beside a busy Python thread", "chunks", True, True),
-        ("multi-row chunks of 512, beside a busy Python thread", "chunks512", True, True),
-        ("executemany, without the per-student index", "executemany", False, False),
+        ("executemany (shipped, the baseline)", "executemany", False, True, shipped),
+        ("multi-row chunks of 128", "chunks", False, True, shipped),
+        ("multi-row chunks of 512", "chunks512", False, True, shipped),
+        ("executemany, beside a busy Python thread", "executemany", True, True, shipped),
+        ("multi-row chunks of 128, beside a busy Python thread", "chunks", True, True, shipped),
+        ("multi-row chunks of 512, beside a busy Python thread", "chunks512", True, True, shipped),
+        ("executemany, without the per-student index", "executemany", False, False, shipped),
+        ("executemany, SQLite's default checkpoint (1,000 pages)", "executemany", False, True, 1000),
     ]
     results: dict[str, list[tuple[float, float, float]]] = {label: [] for label, *_ in variants}
     for _ in range(args.repeats):
-        for label, insert, busy, student_index in variants:
+        for label, insert, busy, student_index, checkpoint in variants:
             some = groups[: max(1, args.groups // 10)] if busy else groups
-            results[label].append(_run(some, insert, busy, student_index))
+            results[label].append(_run(some, insert, busy, student_index, checkpoint))
     print(f"{'variant':58s} {'insert':>8s} {'commit':>8s} {'CPU':>8s}  (us a row)")
     for label, runs in results.items():
         inserting, committing, cpu = (statistics.median(r[i] for r in runs) for i in range(3))

@@ -1,4 +1,5 @@
-"""The store's engine-level pieces: the queue of prediction writers at SQLite's write lock."""
+"""The store's engine-level pieces: the queue of prediction writers at SQLite's write lock, and the
+SQLite settings of a file store."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
-from retain.store.db import WriterQueue, make_engine
+from retain.store.db import WAL_CHECKPOINT_PAGES, WriterQueue, make_engine
 
 
 def test_writers_take_turns_at_the_write_lock(tmp_path: Path) -> None:
@@ -45,3 +46,12 @@ def test_no_queue_where_the_database_queues_writers_itself() -> None:
         with queue.turn():
             pass
         engine.dispose()
+
+
+def test_a_file_store_keeps_a_long_write_ahead_log(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'retain.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == WAL_CHECKPOINT_PAGES
+    engine.dispose()
