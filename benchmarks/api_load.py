@@ -7,7 +7,11 @@ says so), then measures in the same run, on the same server:
 
 1. saturation throughput of a trivial authenticated endpoint (GET /v1/ping): the baseline;
 2. saturation throughput of single-record predict (POST /v1/dropout/predict, one student, stored);
-   both with wrk (8 connections), twice each, alternating; the ratio compares the medians;
+   both with wrk at 8, 32 and 128 connections (``--connections``), twice each, alternating;
+   saturation is the highest median over the connection counts, and the ratio compares the two
+   endpoints' saturation throughputs (single predict needs more connections to get there: each
+   request waits for its group's commit, and the more requests arrive meanwhile, the larger and
+   cheaper per request the next group);
 3. latency (p50/p99) of single-record predict under a steady offered load of half the measured
    maximum, from an open-loop client in its own process (requests leave on a fixed schedule
    whatever the earlier ones do; latency counts from the scheduled time, so a stalled server
@@ -87,12 +91,17 @@ def _wrk(
     if script is not None:
         script.unlink()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    p99_ms = (
+        float(p99.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)] if p99 else float("nan")
+    )
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "rps": rps,
         "errors": float(non2xx.group(1)) if non2xx else 0.0,
         "cpu_ms": cpu / max(total, 1) * 1000,  # the server's CPU per request, all its threads
+        "p99_ms": p99_ms,  # wrk's (closed loop: a slow answer delays the next request)
     }
 
 
@@ -193,6 +202,14 @@ def main() -> int:
         "--workers", type=int, default=1, help="Worker processes of the server (retain serve --workers)."
     )
     parser.add_argument(
+        "--connections",
+        type=lambda text: [int(c) for c in text.split(",")],
+        default=[8, 32, 128],
+        help="wrk connection counts for ping and single predict (comma-separated); saturation is "
+        "the highest throughput over them.",
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="Runs of each endpoint at each count.")
+    parser.add_argument(
         "--no-native",
         action="store_true",
         help="Serve with LightGBM's own predictor (RETAIN_NATIVE_TREES=false).",
@@ -258,12 +275,19 @@ def main() -> int:
         for _ in range(50):  # warm up
             httpx.post(f"{base}/v1/dropout/predict", content=one, headers=spread, timeout=30)
 
-        pings, singles = [], []
-        for _ in range(3):  # alternating, so a slow spell of a shared machine hits both
-            pings.append(_wrk(f"{base}/v1/ping", key, seconds, None, pid=server.pid))
-            singles.append(_wrk(f"{base}/v1/dropout/predict", key, seconds, one, pid=server.pid))
-        ping_rps = float(np.median([p["rps"] for p in pings]))
-        single_rps = float(np.median([p["rps"] for p in singles]))
+        # Saturation: the most each endpoint serves at any of the connection counts. Predict
+        # needs more connections than ping to get there: its requests wait for the group commit,
+        # and the more arrive meanwhile, the larger (and cheaper per request) the next group.
+        pings: dict[int, list[dict[str, float]]] = {c: [] for c in args.connections}
+        singles: dict[int, list[dict[str, float]]] = {c: [] for c in args.connections}
+        for _ in range(args.repeats):  # alternating, so a slow spell of a shared machine hits both
+            for c in args.connections:
+                pings[c].append(_wrk(f"{base}/v1/ping", key, seconds, None, c, pid=server.pid))
+                singles[c].append(_wrk(f"{base}/v1/dropout/predict", key, seconds, one, c, pid=server.pid))
+        ping_at = {c: float(np.median([r["rps"] for r in runs])) for c, runs in pings.items()}
+        single_at = {c: float(np.median([r["rps"] for r in runs])) for c, runs in singles.items()}
+        ping_peak, single_peak = max(ping_at, key=ping_at.get), max(single_at, key=single_at.get)  # type: ignore[arg-type]
+        ping_rps, single_rps = ping_at[ping_peak], single_at[single_peak]
         half = single_rps / 2
         predict_request = _raw_request("POST", "/v1/dropout/predict", key, one.encode())
         lat, lat_at, lat_failed = _steady(port, predict_request, half, seconds)
@@ -303,11 +327,19 @@ def main() -> int:
     def runs(results: list[dict[str, float]]) -> str:
         shown = ", ".join(f"{r['rps']:.0f}" for r in results)
         cpu = float(np.median([r["cpu_ms"] for r in results]))
-        return f"runs {shown}; server CPU {cpu:.2f} ms a request; non-2xx {sum(r['errors'] for r in results):.0f}"
+        p99 = float(np.median([r["p99_ms"] for r in results]))
+        errors = sum(r["errors"] for r in results)
+        return f"runs {shown}; server CPU {cpu:.2f} ms a request; wrk p99 {p99:.1f} ms; non-2xx {errors:.0f}"
 
-    print(f"trivial authenticated GET /v1/ping:  {ping_rps:8.0f} req/s ({runs(pings)})")
-    print(f"single-record predict (stored):      {single_rps:8.0f} req/s ({runs(singles)})")
-    print(f"  ratio to trivial endpoint:         {single_rps / ping_rps:8.2f} (target >= 0.50)")
+    for c in args.connections:
+        print(f"{c:4d} connections: GET /v1/ping {ping_at[c]:7.0f} req/s ({runs(pings[c])})")
+        print(f"{'':4s}              predict     {single_at[c]:7.0f} req/s ({runs(singles[c])})")
+        print(f"{'':4s}              ratio       {single_at[c] / ping_at[c]:7.2f}")
+    print(f"trivial authenticated GET /v1/ping, saturated: {ping_rps:8.0f} req/s ({ping_peak} connections)")
+    print(
+        f"single-record predict (stored), saturated:     {single_rps:8.0f} req/s ({single_peak} connections)"
+    )
+    print(f"  ratio to trivial endpoint:                   {single_rps / ping_rps:8.2f} (target >= 0.50)")
     print(
         f"steady load at {half:.0f} req/s (open loop): p50 {np.percentile(lat, 50) * 1000:.1f} ms, "
         f"p99 {np.percentile(lat, 99) * 1000:.1f} ms, max {lat.max() * 1000:.1f} ms over {len(lat)} "
