@@ -92,6 +92,26 @@ def _friendly_errors() -> Iterator[None]:
         _fail(str(exc))
 
 
+@app.callback()
+def _check_settings() -> None:
+    """Retain: student early-warning models, from data to predictions."""
+    # Every command reads the settings; a bad RETAIN_* value (or .env line) is named here, once,
+    # instead of ending whichever command first reads it with a traceback.
+    from pydantic import ValidationError
+
+    from retain.settings import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            name = "_".join(str(part) for part in error.get("loc", ()))
+            where = f"RETAIN_{name.upper()}" if name else "the settings"
+            problems.append(f"  {where}: {error.get('msg', 'invalid')}")
+        _fail("invalid settings (environment or .env):\n" + "\n".join(problems))
+
+
 def _progress() -> Callable[[str], None]:
     started = time.perf_counter()
 
