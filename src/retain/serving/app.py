@@ -24,11 +24,11 @@ from retain.monitoring.metrics import ServiceMetrics
 from retain.predictor import Predictor
 from retain.scoring import ScoringError, missing_fields, resolve_target, validation_detail
 from retain.serving import schemas
-from retain.serving.batching import PredictionBatcher
+from retain.serving.batching import Answer, PredictionBatcher
 from retain.serving.explain_routes import add_explanation_route
 from retain.serving.jobs import JobRunner
 from retain.serving.loop import add_loop_routes
-from retain.serving.middleware import LimitsAndMetrics
+from retain.serving.middleware import LimitsAndMetrics, PredictShortcut, Shortcut
 from retain.serving.models import ModelCache
 from retain.serving.security import Authenticator, KeyCache, Principal, has_role
 from retain.serving.vision_routes import add_vision_routes
@@ -56,6 +56,7 @@ class _State:
         self.engagement = EngagementService(settings)
         self.started = time.time()
         self.specs: dict[str, DatasetSpec] = {name: load_spec(name) for name in list_specs()}
+        self.shortcuts: dict[str, Shortcut] = {}  # predict paths answered by ``PredictShortcut``
 
 
 class OutcomeIn(BaseModel):
@@ -100,6 +101,14 @@ def create_app(
         "Authenticate with the `X-API-Key` header.",
     )
     app.state.retain = state
+    shortcuts = state.shortcuts  # filled as the dataset routes are added
+
+    async def may_predict(key: str) -> bool:
+        found = await state.keys.principal(key)
+        return found is not None and has_role(found, "advisor")
+
+    # innermost of the middleware: inside the body limit, the request metrics and CORS
+    app.add_middleware(PredictShortcut, shortcuts=shortcuts, allowed=may_predict)
     if s.api_cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=s.api_cors_origins, allow_methods=["*"], allow_headers=["*"]
@@ -169,12 +178,12 @@ def create_app(
         whatif_model = schemas.whatif_request_model(spec)
         documented.append(predict_model)
 
-        async def predict(request: Request, who: Annotated[Principal, Depends(advisor)]) -> Response:
+        def parse(raw: bytes) -> tuple[schemas.PredictRequest, Predictor, list[str | None]]:
             # The body is read into plain dicts by the documented model's rules (plain JSON checked
             # in one pass, anything else through pydantic: ``schemas.predict_request_reader``), and
             # the answer is serialised once with orjson: no model objects built, dumped, re-validated.
             try:
-                body = read_predict(await request.body())
+                body = read_predict(raw)
             except ValidationError as exc:
                 raise RequestValidationError(
                     [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
@@ -188,11 +197,12 @@ def create_app(
             try:
                 task, stage = resolve_target(spec, body.get("task"), body.get("stage"), records)
                 missing_fields(spec, task, stage, records)
-                predictor = _predictor(spec, task, stage)
-                # scored and stored together with the other requests of this turn of the loop
-                scored, stored = await state.batcher.predict(predictor, records, event_ids)
             except ScoringError as exc:
                 raise HTTPException(422, exc.detail) from None
+            return body, _predictor(spec, task, stage), event_ids
+
+        def respond(body: schemas.PredictRequest, predictor: Predictor, answer: Answer) -> bytes:
+            scored, stored = answer
             outputs = scored.outputs
             for out, saved in zip(outputs, stored, strict=True):
                 out["prediction_id"] = saved.id
@@ -204,7 +214,26 @@ def create_app(
             state.metrics.count_predictions(
                 predictor.model_name, predictor.version, (o["risk_band"] for o in outputs)
             )
-            return Response(schemas.predict_response_json(outputs), media_type="application/json")
+            return schemas.predict_response_json(outputs)
+
+        async def predict(request: Request, who: Annotated[Principal, Depends(advisor)]) -> Response:
+            body, predictor, event_ids = parse(await request.body())
+            try:
+                # scored and stored together with the other requests of this turn of the loop
+                answer = await state.batcher.predict(predictor, body["students"], event_ids)
+            except ScoringError as exc:
+                raise HTTPException(422, exc.detail) from None
+            return Response(respond(body, predictor, answer), media_type="application/json")
+
+        async def predict_fast(raw: bytes) -> bytes | None:
+            # ``PredictShortcut``: the same answer, or None where the route above must answer (an
+            # error, raised before anything of this request was stored)
+            try:
+                body, predictor, event_ids = parse(raw)
+                answer = await state.batcher.predict(predictor, body["students"], event_ids)
+            except Exception:
+                return None
+            return respond(body, predictor, answer)
 
         async def what_if(body: Any, who: Annotated[Principal, Depends(advisor)]) -> dict[str, Any]:
             record = body.student.model_dump(exclude_unset=True)
@@ -241,13 +270,15 @@ def create_app(
             }
 
         what_if.__annotations__["body"] = whatif_model  # the spec-generated model documents the body
+        path = f"/v1/{spec.name}/predict"
         app.post(
-            f"/v1/{spec.name}/predict",
+            path,
             response_model=schemas.PredictResponse,
             tags=[spec.name],
             summary=f"Risk predictions: {spec.title}",
             openapi_extra=schemas.request_body(predict_model),
         )(predict)
+        shortcuts[path] = Shortcut(app.router.routes[-1], predict_fast)
         app.post(
             f"/v1/{spec.name}/what-if", tags=[spec.name], summary=f"What-if and counterfactuals: {spec.title}"
         )(what_if)

@@ -279,3 +279,42 @@ def test_native_trees_take_over_without_changing_an_answer(client: TestClient) -
     before = [(p["risk_score"], p["probabilities"], p["risk_band"]) for p in first.json()["predictions"]]
     after = [(p["risk_score"], p["probabilities"], p["risk_band"]) for p in second.json()["predictions"]]
     assert after == before  # bit for bit: the JSON floats are the same
+
+
+def test_the_predict_shortcut_answers_as_the_route_does(client: TestClient, trained_home: Path) -> None:
+    # the same requests through the shortcut (``PredictShortcut``) and through FastAPI's route
+    with TestClient(create_app(get_settings(), auth=KEYS)) as plain:
+        plain.app.state.retain.shortcuts.clear()  # type: ignore[attr-defined]
+        bodies = [
+            {"students": _students(4, seed=8), "task": "dropout", "explain": True, "top_k": 2},
+            {"students": _students(1, seed=9), "task": "dropout", "event_id": "same-event"},
+            {"students": _students(1, seed=9), "task": "dropout", "event_id": "same-event"},
+        ]
+        for body in bodies:  # one store: each app its own event ids
+            fast = client.post("/v1/dropout/predict", json=_event(body, "fast"), headers=ADVISOR)
+            routed = plain.post("/v1/dropout/predict", json=_event(body, "routed"), headers=ADVISOR)
+            assert fast.status_code == routed.status_code == 200
+            assert fast.headers["content-type"] == routed.headers["content-type"]
+            answers = fast.json(), routed.json()
+            for answer in answers:
+                for prediction in answer["predictions"]:
+                    assert prediction.pop("prediction_id")
+            assert answers[0] == answers[1]
+        assert answers[0]["predictions"][0]["duplicate"] is True
+        bad = [
+            ({"students": [{"gender": "x"}]}, ADVISOR),
+            ({"students": _students(1)}, {"X-API-Key": "unknown"}),
+            ({"students": _students(1)}, {}),
+            ({"students": _students(1), "task": "nope"}, ADVISOR),
+        ]
+        for body, headers in bad:
+            fast = client.post("/v1/dropout/predict", json=body, headers=headers)
+            routed = plain.post("/v1/dropout/predict", json=body, headers=headers)
+            assert fast.status_code == routed.status_code and fast.status_code in (401, 404, 422)
+            assert fast.json() == routed.json()
+    metrics = client.get("/metrics").text
+    assert 'route="/v1/dropout/predict",status="200"' in metrics
+
+
+def _event(body: dict[str, object], prefix: str) -> dict[str, object]:
+    return {**body, "event_id": f"{prefix}-{body['event_id']}"} if "event_id" in body else body
