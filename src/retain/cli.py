@@ -94,7 +94,6 @@ def _friendly_errors() -> Iterator[None]:
 
 @app.callback()
 def _check_settings() -> None:
-    """Retain: student early-warning models, from data to predictions."""
     # Every command reads the settings; a bad RETAIN_* value (or .env line) is named here, once,
     # instead of ending whichever command first reads it with a traceback.
     from pydantic import ValidationError

@@ -216,24 +216,26 @@ def create_app(
             )
             return schemas.predict_response_json(outputs)
 
-        async def predict(request: Request, who: Annotated[Principal, Depends(advisor)]) -> Response:
-            body, predictor, event_ids = parse(await request.body())
+        async def score(raw: bytes) -> tuple[schemas.PredictRequest, Predictor, Answer]:
+            body, predictor, event_ids = parse(raw)
             try:
                 # scored and stored together with the other requests of this turn of the loop
                 answer = await state.batcher.predict(predictor, body["students"], event_ids)
             except ScoringError as exc:
                 raise HTTPException(422, exc.detail) from None
-            return Response(respond(body, predictor, answer), media_type="application/json")
+            return body, predictor, answer
+
+        async def predict(request: Request, who: Annotated[Principal, Depends(advisor)]) -> Response:
+            return Response(respond(*await score(await request.body())), media_type="application/json")
 
         async def predict_fast(raw: bytes) -> bytes | None:
             # ``PredictShortcut``: the same answer, or None where the route above must answer (an
             # error, raised before anything of this request was stored)
             try:
-                body, predictor, event_ids = parse(raw)
-                answer = await state.batcher.predict(predictor, body["students"], event_ids)
+                scored = await score(raw)
             except Exception:
                 return None
-            return respond(body, predictor, answer)
+            return respond(*scored)
 
         async def what_if(body: Any, who: Annotated[Principal, Depends(advisor)]) -> dict[str, Any]:
             record = body.student.model_dump(exclude_unset=True)

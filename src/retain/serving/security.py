@@ -76,7 +76,6 @@ class KeyCache:
         self.ttl = ttl
         self.clock = clock
         self.max_entries = max_entries
-        self.lookups = 0
         # digest -> (principal, refresh from, trusted until), monotonic seconds
         self._entries: dict[str, tuple[Principal, float, float]] = {}
         self._inflight: dict[str, asyncio.Task[Principal | None]] = {}
@@ -102,7 +101,6 @@ class KeyCache:
 
     async def _ask_store(self, digest: str, secret: str) -> Principal | None:
         asked = self.clock()  # trust counts from before the question: never longer than ttl
-        self.lookups += 1
         try:
             found = await run_in_threadpool(self.authenticator.authenticate, secret)
         finally:
