@@ -46,6 +46,8 @@ def _field_type(col: Column) -> Any:
 
 
 _NONE = type(None)
+_SHAPES_KEPT = 1024
+"""Student shapes (field names and value types) the plain reader remembers, per dataset."""
 
 
 def _plain_types(col: Column) -> frozenset[type]:
@@ -186,6 +188,7 @@ def predict_request_reader(
     fields.update({col.name: _plain_types(col) for col in spec.columns if col.role != "target"})
     allowed = frozenset(fields)
     envelope = frozenset({"students", *_request_fields(spec, max_batch)})
+    shapes: dict[tuple[Any, ...], bool] = {}  # a student's names then value types -> plain
 
     def plain(body: bytes) -> PredictRequest | None:
         try:
@@ -210,11 +213,20 @@ def predict_request_reader(
         if type(top_k) is not int or not 1 <= top_k <= 10:
             return None
         for student in students:
-            if type(student) is not dict or not student.keys() <= allowed:
+            if type(student) is not dict:
                 return None
-            for name, value in student.items():
-                if type(value) not in fields[name]:
-                    return None
+            # the students of a batch share a few shapes (field names and value types in order):
+            # each shape is checked once, then found by one lookup
+            shape = (*student, *map(type, student.values()))
+            ok = shapes.get(shape)
+            if ok is None:
+                ok = student.keys() <= allowed and all(
+                    type(value) in fields[name] for name, value in student.items()
+                )
+                if len(shapes) < _SHAPES_KEPT:
+                    shapes[shape] = ok
+            if not ok:
+                return None
             sid = student.get("student_id")
             if sid is not None and len(sid) > 200:
                 return None

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, Literal, TypeVar, cast
 
+import numpy as np
 import pandas as pd
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import (
@@ -144,7 +145,7 @@ class Principal:
 # ----------------------------------------------------------------------------------- value objects
 
 
-@dataclass
+@dataclass(slots=True)
 class PredictionRecord:
     """One prediction to store (one row of :class:`retain.predictor.Predictor` output).
 
@@ -172,11 +173,14 @@ class PredictionRecord:
     created_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StoredPrediction:
     """A stored prediction as returned to a caller (with the caller's own id echoed back).
 
     ``created`` is ``False`` when the event id had been stored before and nothing new was written.
+    Treat it as read-only. It is not frozen because the API builds one per stored student: a
+    frozen dataclass's ``__init__`` sets each of the 19 fields through ``object.__setattr__``,
+    several times the cost of plain slots.
     """
 
     id: str
@@ -437,19 +441,53 @@ def new_ids(n: int) -> list[str]:
     is most of what a commit writes (measured: about 40% less per row on a 200,000-row table).
     """
     stamp = time.time_ns() // 1_000_000
-    prefix = f"{stamp >> 16:08x}-{stamp & 0xFFFF:04x}-7"
-    random = os.urandom(6 * n + 4)
+    random = os.urandom(4 + 8 * n)
     counter = int.from_bytes(random[:4]) >> 3  # room for 2**29 ids before the 30 bits wrap
+    build = _ids_at_once if n >= _IDS_AT_ONCE else _ids_one_by_one
+    return build(stamp, counter, random[4:], n)
+
+
+def _ids_one_by_one(stamp: int, counter: int, random: bytes, n: int) -> list[str]:
+    """``new_ids``'s ids from the time, the counter's start and 8 random bytes an id."""
+    prefix = f"{stamp >> 16:08x}-{stamp & 0xFFFF:04x}-7"
     out: list[str] = []
     for i in range(n):
         count = (counter + i) & 0x3FFFFFFF
-        rand = int.from_bytes(random[4 + 6 * i : 10 + 6 * i]) >> 4  # 44 random bits
+        rand = int.from_bytes(random[8 * i : 8 * i + 8]) >> 20  # 44 random bits
         # 7xxx: the version and the counter's top 12 bits; then the variant (10), the counter's
         # low 18 bits and the random bits
         last = (0b10 << 62) | ((count & 0x3FFFF) << 44) | rand
         h = f"{last:016x}"
         out.append(f"{prefix}{count >> 18:03x}-{h[:4]}-{h[4:]}")
     return out
+
+
+_IDS_AT_ONCE = 16
+"""From this many ids a call, ``new_ids`` builds them with numpy (a stored batch needs two ids a
+student: about 0.15 instead of 1 us each)."""
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_UUID_TEXT_COLUMNS = np.array([c + (c >= 8) + (c >= 12) + (c >= 16) + (c >= 20) for c in range(32)])
+
+
+def _ids_at_once(stamp: int, counter: int, random: bytes, n: int) -> list[str]:
+    """``_ids_one_by_one`` as whole arrays: the same text from the same bits."""
+    count = (np.arange(n, dtype=np.uint64) + np.uint64(counter)) & np.uint64(0x3FFFFFFF)
+    words = np.empty((n, 2), dtype=">u8")
+    words[:, 0] = (np.uint64(stamp) << np.uint64(16)) | np.uint64(0x7000) | (count >> np.uint64(18))
+    words[:, 1] = (
+        (np.uint64(0b10) << np.uint64(62))
+        | ((count & np.uint64(0x3FFFF)) << np.uint64(44))
+        | (np.frombuffer(random, dtype=">u8", count=n) >> np.uint64(20))
+    )
+    octets = words.view(np.uint8).reshape(n, 16)
+    digits = np.empty((n, 32), dtype=np.uint8)
+    digits[:, 0::2] = _HEX_DIGITS[octets >> 4]
+    digits[:, 1::2] = _HEX_DIGITS[octets & 15]
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    text[:, _UUID_TEXT_COLUMNS] = digits
+    joined = text.tobytes().decode("ascii")
+    return [joined[i : i + 36] for i in range(0, 36 * n, 36)]
 
 
 def _sequence_order(sequence: str) -> tuple[int, int, str]:
@@ -1023,27 +1061,28 @@ class Store(MonitoringRecords):
         ):
             stored = found.get(k) if found else None
             if stored is None or stored.id == row[0]:  # ours: written now (first of its event id)
+                # positional, in the order of the fields: keywords cost about 2 us more a row
                 out.append(
                     StoredPrediction(
-                        id=row[0],
-                        event_id=row[1],
-                        student_id=str(record.student_id),
-                        student_key=row[3],
-                        dataset=row[2],
-                        task=row[4],
-                        stage=row[5],
-                        model_name=row[6],
-                        model_version=row[7],
-                        risk_score=row[8],
-                        risk_band=row[9],
-                        prediction=row[10],
-                        probabilities=probabilities,
-                        interval_low=row[12],
-                        interval_high=row[13],
-                        programme=row[15],
-                        cohort=row[16],
-                        created_at=at,
-                        created=k not in seen,
+                        row[0],  # id
+                        row[1],  # event_id
+                        str(record.student_id),
+                        row[3],  # student_key
+                        row[2],  # dataset
+                        row[4],  # task
+                        row[5],  # stage
+                        row[6],  # model_name
+                        row[7],  # model_version
+                        row[8],  # risk_score
+                        row[9],  # risk_band
+                        row[10],  # prediction
+                        probabilities,
+                        row[12],  # interval_low
+                        row[13],  # interval_high
+                        row[15],  # programme
+                        row[16],  # cohort
+                        at,  # created_at
+                        k not in seen,  # created
                     )
                 )
             else:  # stored before, by an earlier call or a concurrent writer

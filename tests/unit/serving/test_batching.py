@@ -101,3 +101,33 @@ def test_a_failed_commit_fails_every_request_of_the_batch(
     answers = _run(batcher, predictor, [_students(1, seed=i) for i in range(4)])
     writer.close()
     assert all(isinstance(a, OperationalError) for a in answers)
+
+
+def test_store_records_and_stored_predictions_carry_each_field_where_it_belongs(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    # both are built positionally on the hot path: a field out of place must show here
+    records = _students(3, seed=21)
+    scored = score_records(predictor, records)
+    rows = scored.store_records(["e1", "e2", "e3"])
+    store = Store.open(f"sqlite:///{tmp_path / 'f.db'}")
+    try:
+        stored = store.record_predictions(rows)
+    finally:
+        store.close()
+    for record, out, row, saved in zip(records, scored.outputs, rows, stored, strict=True):
+        assert row.student_id == saved.student_id == record["student_id"] == out["student_id"]
+        assert row.dataset == saved.dataset == "dropout"
+        assert (row.task, row.stage) == (saved.task, saved.stage) == ("dropout", "semester_1")
+        assert row.model_name == saved.model_name == "dropout.dropout.semester_1"
+        assert row.model_version == saved.model_version == out["model_version"] == predictor.version
+        assert row.risk_score == saved.risk_score == out["risk_score"]
+        assert row.risk_band == saved.risk_band == out["risk_band"]
+        assert row.prediction == saved.prediction == out["prediction"]
+        assert row.probabilities == saved.probabilities == out["probabilities"]
+        assert row.event_id == saved.event_id and saved.created
+        assert row.interval_low is row.interval_high is saved.interval_low is saved.interval_high is None
+        assert row.features is not None and set(row.features) == set(predictor.features)
+        assert row.programme == saved.programme == str(record["course"])
+        assert saved.cohort == row.cohort and saved.created_at is not None
+        assert saved.student_key != record["student_id"] and len(saved.id) == 36

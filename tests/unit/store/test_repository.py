@@ -468,19 +468,31 @@ def test_from_settings_uses_configured_keys(monkeypatch: pytest.MonkeyPatch, tmp
         opened.close()
 
 
-def test_new_ids_are_time_ordered_version_7_uuids() -> None:
+@pytest.mark.parametrize("n", [3, 500])  # one by one, and as whole arrays
+def test_new_ids_are_time_ordered_version_7_uuids(n: int) -> None:
     import time
     import uuid
 
     from retain.store.repository import new_ids
 
     before = time.time_ns() // 1_000_000
-    ids = new_ids(500)
+    ids = new_ids(n)
     after = time.time_ns() // 1_000_000
-    assert len(set(ids)) == 500 and ids == sorted(ids)  # in the order given
+    assert len(set(ids)) == n and ids == sorted(ids)  # in the order given
     for shown in ids:
         parsed = uuid.UUID(shown)
         assert str(parsed) == shown and parsed.version == 7 and parsed.variant == uuid.RFC_4122
         assert before <= int(parsed.hex[:12], 16) <= after  # the creation time in milliseconds
     time.sleep(0.002)
     assert max(ids) < min(new_ids(10))  # later ids sort after earlier ones
+
+
+def test_ids_built_as_arrays_are_those_built_one_by_one() -> None:
+    import os
+
+    from retain.store.repository import _ids_at_once, _ids_one_by_one
+
+    for counter in (0, 12_345, 0x3FFFFFFF - 20):  # the last wraps the 30-bit counter
+        random = os.urandom(8 * 40)
+        stamp = 1_796_567_301_090
+        assert _ids_at_once(stamp, counter, random, 40) == _ids_one_by_one(stamp, counter, random, 40)
