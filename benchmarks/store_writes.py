@@ -6,13 +6,14 @@ them) once, then times ``BEGIN IMMEDIATE``, the insert and ``COMMIT`` on a fresh
 ``synchronous=FULL``, the writer's 64 MiB page cache) for ``--groups`` groups a run, each variant
 ``--repeats`` times in rotation (medians; this machine's speed drifts):
 
-1. ``executemany``, one step per row (what ``PredictionWriter`` does: the baseline);
-2. multi-row statements in chunks of 128 rows, and of 512 (fewer steps, more CPU a row);
-3. the same three while another thread runs Python code non-stop, as the API's event loop does
-   under load: the sqlite3 module lets go of the GIL at every step and must win it back;
-4. ``executemany`` without the per-student index (``ix_predictions_dataset_student_created``):
+1. multi-row statements (what ``PredictionWriter`` does, ``_insert_predictions``: up to 512 rows
+   a statement, one step each): the baseline;
+2. ``executemany``, one step per row (less CPU a row, what the writer did before);
+3. both while another thread runs Python code non-stop, as the API's event loop does under
+   load: the sqlite3 module lets go of the GIL at every step and must win it back;
+4. the baseline without the per-student index (``ix_predictions_dataset_student_created``):
    what the random index page each student's row dirties costs, in the insert and the commit;
-5. ``executemany`` with SQLite's default WAL checkpoint (every 1,000 pages) instead of the
+5. the baseline with SQLite's default WAL checkpoint (every 1,000 pages) instead of the
    store's (``retain.store.db.WAL_CHECKPOINT_PAGES``).
 
 Prints microseconds a row: the writer thread's wall time (insert, commit) and the process's CPU.
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from retain.store.db import WAL_CHECKPOINT_PAGES
-from retain.store.repository import PredictionRecord, Store, _prediction_insert_sql
+from retain.store.repository import PredictionRecord, Store, _insert_predictions
 
 
 def _groups(n_groups: int, rows: int, seed: int = 7) -> list[list[PredictionRecord]]:
@@ -66,23 +67,6 @@ def _groups(n_groups: int, rows: int, seed: int = 7) -> list[list[PredictionReco
     return out
 
 
-def _insert_in_chunks(cursor: Any, dialect: Any, values: list[tuple[Any, ...]], chunk: int) -> int:
-    """The alternative to ``executemany``: multi-row ``INSERT ... VALUES (...), (...)`` statements
-    of ``chunk`` rows, then the remainder's binary digits (so few statement texts, each compiled
-    once and kept in the connection's statement cache)."""
-    inserted = start = 0
-    while start < len(values):
-        left = len(values) - start
-        size = chunk if left >= chunk else 1 << (left.bit_length() - 1)
-        rows = values[start : start + size]
-        cursor.execute(
-            _prediction_insert_sql(dialect.paramstyle, size), [value for row in rows for value in row]
-        )
-        inserted += cursor.rowcount
-        start += size
-    return inserted
-
-
 def _busy(stop: threading.Event) -> None:
     counts: dict[int, int] = {}
     while not stop.is_set():
@@ -104,12 +88,11 @@ def _run(
         cursor.execute("DROP INDEX ix_predictions_dataset_student_created")
     sql = store._prediction_insert()[0]
     prepared = [store._prediction_values(group).values for group in groups]  # outside the timing
-    dialect = store.engine.dialect
-    chunk = 512 if insert == "chunks512" else 128
+    paramstyle = store.engine.dialect.paramstyle
     writes: Callable[[list[tuple[Any, ...]]], Any] = (
         (lambda values: cursor.executemany(sql, values))
         if insert == "executemany"
-        else (lambda values: _insert_in_chunks(cursor, dialect, values, chunk))
+        else (lambda values: _insert_predictions(cursor, paramstyle, values))
     )
     stop = threading.Event()
     spinner = threading.Thread(target=_busy, args=(stop,), daemon=True)
@@ -155,14 +138,12 @@ def main() -> int:
     )
     shipped = WAL_CHECKPOINT_PAGES
     variants = [
-        ("executemany (shipped, the baseline)", "executemany", False, True, shipped),
-        ("multi-row chunks of 128", "chunks", False, True, shipped),
-        ("multi-row chunks of 512", "chunks512", False, True, shipped),
+        ("multi-row statements (shipped, the baseline)", "shipped", False, True, shipped),
+        ("executemany", "executemany", False, True, shipped),
+        ("multi-row statements, beside a busy Python thread", "shipped", True, True, shipped),
         ("executemany, beside a busy Python thread", "executemany", True, True, shipped),
-        ("multi-row chunks of 128, beside a busy Python thread", "chunks", True, True, shipped),
-        ("multi-row chunks of 512, beside a busy Python thread", "chunks512", True, True, shipped),
-        ("executemany, without the per-student index", "executemany", False, False, shipped),
-        ("executemany, SQLite's default checkpoint (1,000 pages)", "executemany", False, True, 1000),
+        ("multi-row statements, without the per-student index", "shipped", False, False, shipped),
+        ("multi-row statements, SQLite's default checkpoint (1,000 pages)", "shipped", False, True, 1000),
     ]
     results: dict[str, list[tuple[float, float, float]]] = {label: [] for label, *_ in variants}
     for _ in range(args.repeats):

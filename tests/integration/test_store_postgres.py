@@ -88,6 +88,20 @@ def test_idempotent_batches(store: Store) -> None:
         assert conn.execute(text("SELECT count(*) FROM predictions")).scalar() == 2
 
 
+def test_a_large_group_in_several_statements(store: Store) -> None:
+    # 1,100 rows: statements of 512, 256, 256, 64 and 12 rows; the last 100 repeat earlier
+    # event ids, some of them first written by another statement of the same group
+    batch = [rec(f"pg-big-{i}", (i % 100) / 100, f"big-{i}") for i in range(1000)]
+    batch += [rec(f"pg-big-{i}", 0.99, f"big-{i}") for i in range(0, 1000, 10)]
+    out = store.record_predictions(batch)
+    assert sum(o.created for o in out) == 1000 and not any(o.created for o in out[1000:])
+    assert [o.id for o in out[1000:]] == [out[i].id for i in range(0, 1000, 10)]
+    first = [(i % 100) / 100 for i in range(0, 1000, 10)]
+    assert [o.risk_score for o in out[1000:]] == first  # what the first write of each event id stored
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM predictions")).scalar() == 1000
+
+
 def test_concurrent_same_event_one_row(store: Store) -> None:
     ids: list[str] = []
     errors: list[BaseException] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import itertools
 import logging
 import math
 import os
@@ -611,8 +612,8 @@ class PredictionWriter:
 
     The group-commit writer of the API writes many small groups; each costs a transaction, and
     a pool checkout, a liveness probe and SQLAlchemy's statement machinery would cost more than
-    the rows. This writer keeps a DBAPI connection and runs ``BEGIN``, one ``executemany`` and
-    ``COMMIT`` on it; a database error is raised as SQLAlchemy's own exception type (the API
+    the rows. This writer keeps a DBAPI connection and runs ``BEGIN``, the multi-row inserts of
+    ``_insert_predictions`` and ``COMMIT`` on it; a database error is raised as SQLAlchemy's own exception type (the API
     answers 503 to ``OperationalError``) and the connection is replaced on the next write.
     """
 
@@ -642,17 +643,7 @@ class PredictionWriter:
                 try:
                     if dialect.name == "sqlite":  # other writers queue on the busy timeout, not fail
                         cursor.execute("BEGIN IMMEDIATE")
-                    values = prepared.values
-                    if len(values) <= SMALL_GROUP_ROWS:
-                        # one statement, one step: the driver gives up the GIL once, not once a row
-                        # (each time it has to win it back from the busy event loop)
-                        flat = [value for row in values for value in row]
-                        cursor.execute(_prediction_insert_sql(dialect.paramstyle, len(values)), flat)
-                    else:
-                        # one step a row, but less CPU a row than multi-row statements, which
-                        # measured slower for large groups (benchmarks/store_writes.py)
-                        cursor.executemany(sql, values)
-                    inserted = cursor.rowcount
+                    inserted = _insert_predictions(cursor, dialect.paramstyle, prepared.values)
                     found = (
                         _existing_raw(cursor, dialect, prepared.keys)
                         if inserted != len(prepared.values)
@@ -704,8 +695,38 @@ class PredictionWriter:
 SMALL_GROUP_ROWS = 64
 """Groups of at most this many predictions are written by one multi-row statement."""
 
+INSERT_CHUNK_ROWS = 512
+"""The most predictions one multi-row statement of a larger group writes (18 parameters a row,
+well under SQLite's 32,766 and PostgreSQL's 65,535)."""
 
-@functools.lru_cache(maxsize=2 * SMALL_GROUP_ROWS)
+
+def _insert_predictions(cursor: Any, paramstyle: str, values: Sequence[tuple[Any, ...]]) -> int:
+    """Insert parameter rows with multi-row statements; the number of rows inserted.
+
+    Not ``executemany``: the driver gives up the GIL at every step of a statement and must win
+    it back, and beside the API's busy event loop each win can wait out the interpreter's switch
+    interval (5 ms). One step a statement instead of one a row costs SQLite a little more CPU a
+    row (``benchmarks/store_writes.py``) and took saturated batches with one worker from the
+    writer waiting on the GIL through most of its insert to the event loop setting the pace.
+    A group of up to ``SMALL_GROUP_ROWS`` is one statement; a larger one is written in
+    statements of ``INSERT_CHUNK_ROWS``, then halving sizes, then the last few rows: a few dozen
+    statement texts in all, each compiled once and kept in the connection's statement cache.
+    """
+    inserted = start = 0
+    total = len(values)
+    while start < total:
+        left = total - start
+        size = left if left <= SMALL_GROUP_ROWS else min(INSERT_CHUNK_ROWS, 1 << (left.bit_length() - 1))
+        cursor.execute(
+            _prediction_insert_sql(paramstyle, size),
+            list(itertools.chain.from_iterable(values[start : start + size])),
+        )
+        inserted += cursor.rowcount
+        start += size
+    return inserted
+
+
+@functools.lru_cache(maxsize=256)
 def _prediction_insert_sql(paramstyle: str, rows: int) -> str:
     """``INSERT`` of ``rows`` predictions (all columns but none generated), skipping an event id
     stored before."""
