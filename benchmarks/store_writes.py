@@ -6,7 +6,7 @@ them) once, then times ``BEGIN IMMEDIATE``, the insert and ``COMMIT`` on a fresh
 ``synchronous=FULL``, the writer's 64 MiB page cache) for ``--groups`` groups a run, each variant
 ``--repeats`` times in rotation (medians; this machine's speed drifts):
 
-1. multi-row statements (what ``PredictionWriter`` does, ``_insert_predictions``: up to 512 rows
+1. multi-row statements (what ``PredictionWriter`` does, ``_insert_predictions``: up to 1,024 rows
    a statement, one step each): the baseline;
 2. ``executemany``, one step per row (less CPU a row, what the writer did before);
 3. both while another thread runs Python code non-stop, as the API's event loop does under

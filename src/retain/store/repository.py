@@ -695,31 +695,35 @@ class PredictionWriter:
 SMALL_GROUP_ROWS = 64
 """Groups of at most this many predictions are written by one multi-row statement."""
 
-INSERT_CHUNK_ROWS = 512
+INSERT_CHUNK_ROWS = 1024
 """The most predictions one multi-row statement of a larger group writes (18 parameters a row,
-well under SQLite's 32,766 and PostgreSQL's 65,535)."""
+within SQLite's 32,766 and PostgreSQL's 65,535)."""
 
 
 def _insert_predictions(cursor: Any, paramstyle: str, values: Sequence[tuple[Any, ...]]) -> int:
-    """Insert parameter rows with multi-row statements; the number of rows inserted.
+    """Insert parameter rows with few multi-row statements; the number of rows inserted.
 
     Not ``executemany``: the driver gives up the GIL at every step of a statement and must win
     it back, and beside the API's busy event loop each win can wait out the interpreter's switch
-    interval (5 ms). One step a statement instead of one a row costs SQLite a little more CPU a
-    row (``benchmarks/store_writes.py``) and took saturated batches with one worker from the
-    writer waiting on the GIL through most of its insert to the event loop setting the pace.
-    A group of up to ``SMALL_GROUP_ROWS`` is one statement; a larger one is written in
-    statements of ``INSERT_CHUNK_ROWS``, then halving sizes, then the last few rows: a few dozen
-    statement texts in all, each compiled once and kept in the connection's statement cache.
+    interval (5 ms). So every statement here counts: a group of up to ``SMALL_GROUP_ROWS`` is one
+    statement of its own size; a larger one is written in statements of ``INSERT_CHUNK_ROWS``
+    and one last statement of the next power of two, filled up with copies of its last row.
+    A copy repeats that row's event id, so it is skipped as a repeated event id is (``ON
+    CONFLICT DO NOTHING``) and never counted as inserted. A thousand rows are one statement,
+    and the statement texts are few (sizes 1 to 64, then 128 to 1,024), each compiled once and
+    kept in the connection's statement cache.
     """
     inserted = start = 0
     total = len(values)
     while start < total:
         left = total - start
-        size = left if left <= SMALL_GROUP_ROWS else min(INSERT_CHUNK_ROWS, 1 << (left.bit_length() - 1))
+        size = min(left, INSERT_CHUNK_ROWS)
+        rows = list(values[start : start + size])
+        if size > SMALL_GROUP_ROWS:
+            statement_rows = 1 << (size - 1).bit_length()  # the next power of two
+            rows += [rows[-1]] * (statement_rows - size)
         cursor.execute(
-            _prediction_insert_sql(paramstyle, size),
-            list(itertools.chain.from_iterable(values[start : start + size])),
+            _prediction_insert_sql(paramstyle, len(rows)), list(itertools.chain.from_iterable(rows))
         )
         inserted += cursor.rowcount
         start += size

@@ -9,7 +9,13 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from retain.store.group_commit import GroupCommitWriter
-from retain.store.repository import SMALL_GROUP_ROWS, PredictionRecord, Scope, Store
+from retain.store.repository import (
+    INSERT_CHUNK_ROWS,
+    SMALL_GROUP_ROWS,
+    PredictionRecord,
+    Scope,
+    Store,
+)
 
 
 def _record(i: int, event: str | None = None) -> PredictionRecord:
@@ -57,9 +63,10 @@ def test_repeated_event_in_one_group_is_stored_once(tmp_path: Path) -> None:
     assert first[0].created and not first[1].created
 
 
-@pytest.mark.parametrize("n", [SMALL_GROUP_ROWS, SMALL_GROUP_ROWS + 1, 1000])
+@pytest.mark.parametrize("n", [SMALL_GROUP_ROWS, SMALL_GROUP_ROWS + 1, 1000, INSERT_CHUNK_ROWS + 100])
 def test_a_group_with_repeated_event_ids_stores_each_once(tmp_path: Path, n: int) -> None:
-    # small groups go as one multi-row statement, larger ones row by row: the same results.
+    # a small group is one statement of its own size; a larger one goes in statements of up to
+    # INSERT_CHUNK_ROWS, the last filled up with copies of its last row: the same results.
     # Row ``again`` repeats the event id of row 3, the last row one stored by an earlier group.
     store = Store.open(f"sqlite:///{tmp_path / 'g.db'}")
     again = n * 7 // 10
