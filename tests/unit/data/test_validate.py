@@ -104,6 +104,18 @@ def test_non_number_is_reported(mini: DatasetSpec) -> None:
     assert np.isnan(typed.loc[1, "age"])
 
 
+@pytest.mark.parametrize("value", ["inf", "-Infinity", float("inf")])
+def test_an_infinite_number_is_reported_not_passed_on(mini: DatasetSpec, value: object) -> None:
+    # an unbounded column has no range to catch it, and no model takes an infinity
+    frame = _good()
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[1, "age"] = value
+    typed, report = validate_frame(frame, mini)
+    issue = _issue(report, "age", "not a finite number")
+    assert issue.rows == (2,) and issue.expected == "a finite integer"
+    assert np.isnan(typed.loc[1, "age"]) and not report.ok
+
+
 def test_fractional_integer_is_reported(mini: DatasetSpec) -> None:
     frame = _good()
     frame.loc[3, "age"] = "17.5"

@@ -117,6 +117,20 @@ def test_bad_input_gets_4xx_naming_the_field(client: TestClient) -> None:
     response = client.post("/v1/dropout/predict", json={"students": students}, headers=ADVISOR)
     assert response.status_code == 422 and "admission_grade" in response.text
 
+    for infinite in ("inf", "-Infinity"):  # pydantic reads these as floats; no range bounds gdp
+        students = _students(1)
+        students[0]["gdp"] = infinite
+        body = {"students": students, "task": "dropout"}
+        response = client.post("/v1/dropout/predict", json=body, headers=ADVISOR)
+        assert response.status_code == 422
+        assert response.json()["detail"][0] == {
+            "field": "gdp",
+            "problem": "not a finite number",
+            "expected": "a finite float",
+            "students": [1],
+            "found": [str(float(infinite))],  # as read: "inf", "-inf"
+        }
+
     students = _students(1)
     students[0]["shoe_size"] = 42
     response = client.post("/v1/dropout/predict", json={"students": students}, headers=ADVISOR)
