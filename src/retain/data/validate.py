@@ -161,7 +161,7 @@ def _coerce_column(raw: pd.Series, col: Column, issues: list[Issue]) -> pd.Serie
         article = "an" if col.type.value[0] in "aeiou" else "a"
         issues.append(Issue(col.name, "not a number", f"{article} {col.type.value}", rows, n, examples))
     numbers = numbers.astype("float64")
-    infinite = np.isinf(numbers)
+    infinite = numbers.abs() == np.inf
     if infinite.any():  # "inf", "-Infinity", "1e999": no model input, and no stand-in for missing
         rows, n = _row_numbers(infinite)
         examples = tuple(sorted({str(v) for v in raw[infinite].head(50)}))[:5]
