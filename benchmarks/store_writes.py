@@ -87,7 +87,7 @@ def _run(
     if not student_index:
         cursor.execute("DROP INDEX ix_predictions_dataset_student_created")
     sql = store._prediction_insert()[0]
-    prepared = [store._prediction_values(group).values for group in groups]  # outside the timing
+    prepared = [store.prepare_predictions(group).values for group in groups]  # outside the timing
     paramstyle = store.engine.dialect.paramstyle
     writes: Callable[[list[tuple[Any, ...]]], Any] = (
         (lambda values: cursor.executemany(sql, values))

@@ -15,7 +15,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from retain.store.repository import PredictionRecord, PredictionWriter, Store, StoredPrediction
+from retain.store.repository import (
+    PredictionRecord,
+    PredictionWriter,
+    PreparedPredictions,
+    Store,
+    StoredPrediction,
+)
 
 _STOP = object()
 
@@ -34,12 +40,22 @@ class GroupCommitWriter:
         self.rows = 0
 
     def submit(self, rows: Sequence[PredictionRecord]) -> Future[list[StoredPrediction]]:
-        """Queue rows; the future resolves to their stored predictions after the commit."""
+        """Queue rows; the future resolves to their stored predictions after the commit.
+
+        The rows are made ready for the insert here, in the caller's thread (pseudonyms, ids,
+        JSON): the writer thread, through which every stored prediction passes, only inserts
+        and commits. A row that cannot be prepared fails this call's future alone.
+        """
         future: Future[list[StoredPrediction]] = Future()
         if not rows:
             future.set_result([])
             return future
-        self._queue.put((list(rows), future))
+        try:
+            prepared = self.store.prepare_predictions(rows)
+        except Exception as exc:
+            future.set_exception(exc)
+            return future
+        self._queue.put((prepared, future))
         return future
 
     def close(self, timeout: float = 10.0) -> None:
@@ -62,7 +78,7 @@ class GroupCommitWriter:
             if first is _STOP:
                 return
             batch = [first]
-            count = len(first[0])  # type: ignore[index]
+            count = len(first[0].rows)  # type: ignore[index]
             deadline = time.monotonic() + self.max_wait_s
             while count < self.max_rows:
                 remaining = deadline - time.monotonic()
@@ -78,23 +94,21 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 batch.append(item)
-                count += len(item[0])  # type: ignore[index]
+                count += len(item[0].rows)  # type: ignore[index]
             self._commit(batch, writer)
 
     def _commit(self, batch: list[object], writer: PredictionWriter) -> None:
-        rows: list[PredictionRecord] = []
-        for item in batch:
-            rows.extend(item[0])  # type: ignore[index]
+        group = PreparedPredictions.joined([item[0] for item in batch])  # type: ignore[index]
         try:
-            stored = writer.write(rows)
+            stored = writer.write_prepared(group)
         except BaseException as exc:  # every waiting request learns the commit failed
             for item in batch:
                 item[1].set_exception(exc)  # type: ignore[index]
             return
         self.groups += 1
-        self.rows += len(rows)
+        self.rows += len(group.rows)
         start = 0
         for item in batch:
-            n = len(item[0])  # type: ignore[index]
+            n = len(item[0].rows)  # type: ignore[index]
             item[1].set_result(stored[start : start + n])  # type: ignore[index]
             start += n

@@ -595,13 +595,28 @@ _Bind = Callable[[Any], Any]
 
 
 @dataclass
-class _PreparedPredictions:
-    """Rows of one insert: parameter tuples, ``(dataset, event_id)`` keys, the Python values of
-    the columns the bind processors turned into text (probabilities, created_at)."""
+class PreparedPredictions:
+    """Predictions made ready for the driver-level insert (``Store.prepare_predictions``): the
+    records, their parameter tuples, their ``(dataset, event_id)`` keys, and the Python values
+    of the columns the bind processors turned into text (probabilities, created_at)."""
 
+    rows: list[PredictionRecord]
     values: list[tuple[Any, ...]]
     keys: list[tuple[str, str]]
     originals: list[tuple[dict[str, float] | None, datetime]]
+
+    @classmethod
+    def joined(cls, parts: Sequence[PreparedPredictions]) -> PreparedPredictions:
+        """One group of several prepared parts, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        out = cls([], [], [], [])
+        for part in parts:
+            out.rows.extend(part.rows)
+            out.values.extend(part.values)
+            out.keys.extend(part.keys)
+            out.originals.extend(part.originals)
+        return out
 
 
 _WRITER_CACHE_KIB = 65_536
@@ -633,9 +648,15 @@ class PredictionWriter:
         """Store ``rows`` in one transaction (see ``Store.record_predictions``)."""
         if not rows:
             return []
+        return self.write_prepared(self.store.prepare_predictions(rows))
+
+    def write_prepared(self, prepared: PreparedPredictions) -> list[StoredPrediction]:
+        """Store predictions made ready by ``Store.prepare_predictions`` (perhaps in other
+        threads, several parts ``PreparedPredictions.joined``) in one transaction."""
+        if not prepared.rows:
+            return []
         store = self.store
         sql = store._prediction_insert()[0]
-        prepared = store._prediction_values(rows)
         dialect = store.engine.dialect
         connection = self._connection or self._connect()
         try:
@@ -661,7 +682,7 @@ class PredictionWriter:
                 ) from exc
             raise
         logger.debug("stored %d new predictions", inserted)
-        return store._prediction_results(rows, prepared, found)
+        return store._prediction_results(prepared, found)
 
     def _discard(self) -> None:
         connection, self._connection = self._connection, None
@@ -1025,12 +1046,14 @@ class Store(MonitoringRecords):
         """A writer of predictions on a connection of its own (close it, or use ``with``)."""
         return PredictionWriter(self)
 
-    def _prediction_values(self, rows: Sequence[PredictionRecord]) -> _PreparedPredictions:
-        """The parameter tuples of the driver-level insert, through the columns' bind processors.
+    def prepare_predictions(self, rows: Sequence[PredictionRecord]) -> PreparedPredictions:
+        """``rows`` made ready for ``PredictionWriter.write_prepared``: pseudonyms, ids, JSON and
+        timestamps through the columns' bind processors. Safe in any thread, so the API's
+        requests prepare their own rows and the writer thread only inserts and commits.
 
-        Rows without their own ``created_at`` share the group's time (one transaction); their ids
-        are time-ordered and increase in row order, so "the latest prediction of a student" (by
-        time, then id) is still the later of two rows of one group.
+        Rows without their own ``created_at`` share one time (the call's); their ids are
+        time-ordered and increase in row order, so "the latest prediction of a student" (by
+        time, then id) is still the later of two rows of one call.
         """
         n = len(rows)
         fresh_ids = new_ids(n + sum(1 for r in rows if not r.event_id))  # row ids, then event ids
@@ -1039,7 +1062,7 @@ class Store(MonitoringRecords):
         key = self.pseudonymizer()
         now = utcnow()
         now_bound = time_bind(now)
-        prepared = _PreparedPredictions([], [], [])
+        prepared = PreparedPredictions(list(rows), [], [], [])
         keys, originals, values = prepared.keys, prepared.originals, prepared.values
         for position, record in enumerate(rows):
             event_id = record.event_id or next(unnamed)
@@ -1077,13 +1100,13 @@ class Store(MonitoringRecords):
         return prepared
 
     def _prediction_results(
-        self, rows: Sequence[PredictionRecord], prepared: _PreparedPredictions, found: Mapping[Any, Any]
+        self, prepared: PreparedPredictions, found: Mapping[Any, Any]
     ) -> list[StoredPrediction]:
         """What each row became: written now, or (``found``) stored before under its event id."""
         out: list[StoredPrediction] = []
         seen: set[tuple[str, str]] = set()
         for record, k, row, (probabilities, at) in zip(
-            rows, prepared.keys, prepared.values, prepared.originals, strict=True
+            prepared.rows, prepared.keys, prepared.values, prepared.originals, strict=True
         ):
             stored = found.get(k) if found else None
             if stored is None or stored.id == row[0]:  # ours: written now (first of its event id)

@@ -91,10 +91,10 @@ def test_a_bad_student_fails_only_its_own_request(predictor: Predictor, tmp_path
 def test_a_failed_commit_fails_every_request_of_the_batch(
     predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def down(self: PredictionWriter, rows: Any) -> Any:
+    def down(self: PredictionWriter, prepared: Any) -> Any:
         raise OperationalError("INSERT", {}, Exception("database is down"))
 
-    monkeypatch.setattr(PredictionWriter, "write", down)
+    monkeypatch.setattr(PredictionWriter, "write_prepared", down)
     store = Store.open(f"sqlite:///{tmp_path / 'b.db'}")
     writer = GroupCommitWriter(store)
     batcher = PredictionBatcher(writer)

@@ -92,7 +92,7 @@ def _assert_refused(response: Any) -> None:
 def test_predict_is_refused_while_writes_fail_and_a_retry_stores_it_once(service: Service) -> None:
     body = _body(1, "evt-down-1")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(PredictionWriter, "write", _database_down)  # what the group-commit thread calls
+        mp.setattr(PredictionWriter, "write_prepared", _database_down)  # the group-commit thread calls it
         _assert_refused(service.client.post("/v1/dropout/predict", json=body, headers=ADVISOR))
         _assert_refused(service.client.post("/v1/dropout/predict", json=body, headers=ADVISOR))
     assert _stored(service.store) == []
