@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import NamedTuple
 
 from retain.store.repository import (
     PredictionRecord,
@@ -26,6 +27,13 @@ from retain.store.repository import (
 _STOP = object()
 
 
+class _Pending(NamedTuple):
+    """One caller's prepared rows and the future its caller waits on."""
+
+    prepared: PreparedPredictions
+    future: Future[list[StoredPrediction]]
+
+
 class GroupCommitWriter:
     """A writer thread that batches ``Store.record_predictions`` calls across callers."""
 
@@ -33,7 +41,7 @@ class GroupCommitWriter:
         self.store = store
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
-        self._queue: queue.Queue[object] = queue.Queue()
+        self._queue: queue.Queue[_Pending | object] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="retain-group-commit", daemon=True)
         self._thread.start()
         self.groups = 0
@@ -55,7 +63,7 @@ class GroupCommitWriter:
         except Exception as exc:
             future.set_exception(exc)
             return future
-        self._queue.put((prepared, future))
+        self._queue.put(_Pending(prepared, future))
         return future
 
     def close(self, timeout: float = 10.0) -> None:
@@ -75,10 +83,10 @@ class GroupCommitWriter:
         stopping = False
         while not stopping:
             first = self._queue.get()
-            if first is _STOP:
+            if not isinstance(first, _Pending):  # _STOP
                 return
             batch = [first]
-            count = len(first[0].rows)  # type: ignore[index]
+            count = len(first.prepared.rows)
             deadline = time.monotonic() + self.max_wait_s
             while count < self.max_rows:
                 remaining = deadline - time.monotonic()
@@ -90,25 +98,25 @@ class GroupCommitWriter:
                     )
                 except queue.Empty:
                     break
-                if item is _STOP:
+                if not isinstance(item, _Pending):  # _STOP
                     stopping = True
                     break
                 batch.append(item)
-                count += len(item[0].rows)  # type: ignore[index]
+                count += len(item.prepared.rows)
             self._commit(batch, writer)
 
-    def _commit(self, batch: list[object], writer: PredictionWriter) -> None:
-        group = PreparedPredictions.joined([item[0] for item in batch])  # type: ignore[index]
+    def _commit(self, batch: list[_Pending], writer: PredictionWriter) -> None:
+        group = PreparedPredictions.joined([item.prepared for item in batch])
         try:
             stored = writer.write_prepared(group)
         except BaseException as exc:  # every waiting request learns the commit failed
             for item in batch:
-                item[1].set_exception(exc)  # type: ignore[index]
+                item.future.set_exception(exc)
             return
         self.groups += 1
         self.rows += len(group.rows)
         start = 0
         for item in batch:
-            n = len(item[0].rows)  # type: ignore[index]
-            item[1].set_result(stored[start : start + n])  # type: ignore[index]
+            n = len(item.prepared.rows)
+            item.future.set_result(stored[start : start + n])
             start += n
